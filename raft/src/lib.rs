@@ -1,0 +1,1 @@
+//! gavel-raft: Raft configuration, node-to-node network and membership (issue: cluster node).

@@ -1,0 +1,11 @@
+//! The `gavel` binary: parses the command line and hands over to one function.
+
+mod cli;
+mod tools;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    cli::run(cli)
+}

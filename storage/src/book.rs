@@ -1,0 +1,287 @@
+//! The auction book: Gavel's whole replicated state, and `apply`, the pure function that
+//! moves it forward one committed [`Command`] at a time.
+//!
+//! # Determinism
+//!
+//! `apply` reads nothing but the book and the command: no clock, no randomness, no I/O,
+//! and it never panics (checked or saturating arithmetic; overflow is
+//! [`Rejection::InvalidAmount`]). Every collection is a `BTreeMap`, `BTreeSet` or `Vec`,
+//! so [`AuctionBook::encode`] gives the same bytes on every replica that applied the same
+//! commands and [`AuctionBook::state_hash`] (sha256 of those bytes) can be compared
+//! across nodes (DESIGN §6, invariant 4).
+//!
+//! # Time
+//!
+//! The effective time of a command is `now = max(cmd.ts_ms, last_ts_ms)`, so time never
+//! runs backwards across leaders; `now` becomes `last_ts_ms` (except for a command answered
+//! from the idempotency table, which changes nothing at all).
+//!
+//! # Rules (English auctions, eBay-style proxy bidding)
+//!
+//! - Auction ids and bid ids are sequential from 1. An auction is `Scheduled` until
+//!   `starts_at`, then `Open` (by an `OpenAuction` command, or by the first bid or buy-now
+//!   after `starts_at`), then `Closed` or `Cancelled` for good.
+//! - A bid is accepted only with `starts_at <= now < ends_at` (the current, possibly
+//!   extended end), whether or not a `CloseAuction` has been applied yet (invariant 3).
+//! - A new bidder must bid at least the minimum next bid (the starting price, else
+//!   `price + increment(price)`); the book then bids for the leader up to their
+//!   `max_amount`: the higher maximum leads, a tie goes to the earlier bid, and the price
+//!   becomes one increment above the loser's maximum, capped by the winner's maximum and
+//!   never below what was bid in the open. Once the leader's maximum reaches a hidden
+//!   reserve, the price jumps to the reserve. The leader may only raise their own maximum.
+//!   The visible price therefore never decreases while an auction runs (invariant 5).
+//! - Soft close: an accepted bid within `window_secs` of the end moves the end to
+//!   `now + extend_secs`, at most `max_extensions` times; only a move that actually pushes
+//!   the end later counts as an extension.
+//! - Every auction has exactly one outcome once final (invariant 2): `sold`,
+//!   `reserve_not_met`, `no_bids` (by `CloseAuction` at or after the end), `bought_now`,
+//!   `cancelled`.
+//! - Every event gets the auction's next `seq`, gapless from 1 (`Created`). The newest
+//!   [`RECENT_EVENTS_MAX`] events of each auction are kept for SSE replay.
+//! - Workers have a capacity; a non-final auction counts against its worker's capacity.
+//!
+//! A rejected command changes nothing but `last_ts_ms` and the idempotency table.
+//!
+//! # Idempotency
+//!
+//! A command with an idempotency key is remembered for [`IDEMPOTENCY_TTL_MS`] of command
+//! time, at most [`IDEMPOTENCY_KEYS_MAX`] keys (expired, then oldest, evicted first). A
+//! retry with the same key and the same operation gets the first response back — even a
+//! rejection — and changes nothing, not even `last_ts_ms`; the same key with a different
+//! operation is [`Rejection::IdempotencyKeyReused`]. See [`idempotency`].
+//!
+//! Handlers live in submodules: `lifecycle` (create, open, buy-now, close, cancel),
+//! `bidding` (bids and proxy pricing), `workers` (registry and assignment), `invariants`
+//! (the checks [`AuctionBook::check_invariants`] runs, also after every decode).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::command::{Command, Op, Rejection, Response};
+use crate::types::{
+    Auction, AuctionEvent, AuctionId, AuctionStatus, EventKind, Money, NodeId, TimestampMs,
+    Worker,
+};
+
+mod bidding;
+pub mod idempotency;
+mod invariants;
+mod lifecycle;
+#[cfg(test)]
+mod tests;
+mod workers;
+
+pub use idempotency::{IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_KEY_MAX_BYTES, IDEMPOTENCY_TTL_MS};
+
+use idempotency::{IdempotencyTable, Lookup};
+
+/// Events kept per auction for SSE replay (`Last-Event-ID`); older ones are dropped.
+pub const RECENT_EVENTS_MAX: usize = 256;
+
+/// All replicated state of a node. See the module docs for the rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuctionBook {
+    auctions: BTreeMap<AuctionId, Auction>,
+    workers: BTreeMap<NodeId, Worker>,
+    last_ts_ms: TimestampMs,
+    /// The highest auction id handed out so far; the next one is this + 1.
+    last_auction_id: AuctionId,
+    /// The highest bid id handed out so far (bid ids are global, not per auction).
+    last_bid_id: u64,
+    /// Non-final auctions by the worker hosting them; derived from `auctions` and kept so
+    /// that capacity checks do not scan every auction. No empty sets.
+    hosted: BTreeMap<NodeId, BTreeSet<AuctionId>>,
+    /// The newest [`RECENT_EVENTS_MAX`] events of each auction, oldest first.
+    recent_events: BTreeMap<AuctionId, Vec<AuctionEvent>>,
+    idempotency: IdempotencyTable,
+}
+
+/// Summary counts for `gavel snapshot inspect` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookCounts {
+    /// Keyed by [`AuctionStatus::as_str`]; every status is present, possibly with 0.
+    pub auctions_by_status: BTreeMap<String, u64>,
+    pub bids: u64,
+    pub workers: u64,
+    pub idempotency_keys: u64,
+}
+
+impl AuctionBook {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty book whose idempotency table keeps at most `max_keys` keys (at least 1)
+    /// for `ttl_ms` of command time. The limits are part of the replicated state.
+    pub fn with_idempotency_limits(max_keys: u64, ttl_ms: u64) -> Self {
+        AuctionBook { idempotency: IdempotencyTable::with_limits(max_keys, ttl_ms), ..Self::default() }
+    }
+
+    /// Applies one committed command. Pure and deterministic; never panics.
+    pub fn apply(&mut self, cmd: &Command) -> Response {
+        let now = cmd.ts_ms.max(self.last_ts_ms);
+        let Some(key) = &cmd.idempotency_key else {
+            self.last_ts_ms = now;
+            return self.apply_op(&cmd.op, now);
+        };
+        if let Err(reason) = idempotency::check_key(key) {
+            self.last_ts_ms = now;
+            return Response::Rejected(Rejection::InvalidInput { reason });
+        }
+        let fingerprint = idempotency::fingerprint(&cmd.op);
+        match self.idempotency.lookup(key, &fingerprint, now) {
+            Lookup::Replay(response) => return response.clone(),
+            Lookup::Reused => return Response::Rejected(Rejection::IdempotencyKeyReused),
+            Lookup::Miss => {}
+        }
+        self.last_ts_ms = now;
+        let response = self.apply_op(&cmd.op, now);
+        self.idempotency.insert(key, fingerprint, response.clone(), now);
+        response
+    }
+
+    fn apply_op(&mut self, op: &Op, now: TimestampMs) -> Response {
+        let result = match op {
+            Op::CreateAuction { spec, worker } => self.create_auction(spec, *worker, now),
+            Op::OpenAuction { auction_id } => self.open_auction(*auction_id, now),
+            Op::PlaceBid { auction_id, bidder, amount, max_amount } => {
+                self.place_bid(*auction_id, bidder, *amount, *max_amount, now)
+            }
+            Op::BuyNow { auction_id, buyer } => self.buy_now(*auction_id, buyer, now),
+            Op::CloseAuction { auction_id } => self.close_auction(*auction_id, now),
+            Op::CancelAuction { auction_id, by } => self.cancel_auction(*auction_id, by, now),
+            Op::RegisterWorker { node_id, addr, udp_addr, max_auctions } => {
+                Ok(self.register_worker(*node_id, addr, udp_addr, *max_auctions, now))
+            }
+            Op::RemoveWorker { node_id } => self.remove_worker(*node_id),
+            Op::AssignAuction { auction_id, worker } => self.assign_auction(*auction_id, *worker, now),
+        };
+        result.unwrap_or_else(Response::Rejected)
+    }
+
+    /// Lowercase hex sha256 of [`AuctionBook::encode`].
+    pub fn state_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.encode()))
+    }
+
+    pub fn auction(&self, id: AuctionId) -> Option<&Auction> {
+        self.auctions.get(&id)
+    }
+
+    /// Every auction, in id order.
+    pub fn auctions(&self) -> impl Iterator<Item = &Auction> {
+        self.auctions.values()
+    }
+
+    pub fn workers(&self) -> &BTreeMap<NodeId, Worker> {
+        &self.workers
+    }
+
+    /// The effective time of the newest applied command.
+    pub fn last_ts_ms(&self) -> TimestampMs {
+        self.last_ts_ms
+    }
+
+    /// The lowest amount a new bidder may bid now; `None` for an unknown or final auction
+    /// (or if the amount would overflow). See [`Auction::min_next_bid`].
+    pub fn min_next_bid(&self, id: AuctionId) -> Option<Money> {
+        self.auctions.get(&id)?.min_next_bid()
+    }
+
+    /// Whether the hidden reserve is met (always `true` without a reserve); `None` for an
+    /// unknown auction.
+    pub fn reserve_met(&self, id: AuctionId) -> Option<bool> {
+        Some(self.auctions.get(&id)?.reserve_met())
+    }
+
+    /// The non-final auctions assigned to `node`, in id order.
+    pub fn hosted_by(&self, node: NodeId) -> Vec<AuctionId> {
+        self.hosted.get(&node).map(|ids| ids.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// The retained events of auction `id` with `seq > after_seq`, oldest first. Only the
+    /// newest [`RECENT_EVENTS_MAX`] are retained: if the first returned `seq` is not
+    /// `after_seq + 1`, the caller missed events it must rebuild from the auction state.
+    pub fn recent_events(&self, id: AuctionId, after_seq: u64) -> Vec<AuctionEvent> {
+        let Some(events) = self.recent_events.get(&id) else {
+            return Vec::new();
+        };
+        let start = events.partition_point(|event| event.seq <= after_seq);
+        events[start..].to_vec()
+    }
+
+    pub fn counts(&self) -> BookCounts {
+        let statuses =
+            [AuctionStatus::Scheduled, AuctionStatus::Open, AuctionStatus::Closed, AuctionStatus::Cancelled];
+        let mut auctions_by_status: BTreeMap<String, u64> =
+            statuses.iter().map(|status| (status.as_str().to_string(), 0)).collect();
+        let mut bids = 0u64;
+        for auction in self.auctions.values() {
+            *auctions_by_status.entry(auction.status.as_str().to_string()).or_default() += 1;
+            bids += auction.bids.len() as u64;
+        }
+        BookCounts {
+            auctions_by_status,
+            bids,
+            workers: self.workers.len() as u64,
+            idempotency_keys: self.idempotency.len() as u64,
+        }
+    }
+
+    /// The canonical bytes of the book: bincode 2 (serde mode, [`crate::bincode_config`]).
+    /// Snapshot payloads and [`AuctionBook::state_hash`] are made of these.
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, crate::bincode_config())
+            .expect("the book holds only maps, vectors, strings and integers, which always encode")
+    }
+
+    /// Reads bytes written by [`AuctionBook::encode`]. Trailing bytes, a decode failure or
+    /// a book that fails [`AuctionBook::check_invariants`] are [`crate::Error::Corrupt`].
+    pub fn decode(bytes: &[u8]) -> crate::Result<Self> {
+        let corrupt = |reason: String| crate::Error::corrupt("snapshot payload", reason);
+        let (book, read): (AuctionBook, usize) =
+            bincode::serde::decode_from_slice(bytes, crate::bincode_config())
+                .map_err(|e| corrupt(e.to_string()))?;
+        if read != bytes.len() {
+            return Err(corrupt(format!("{} trailing bytes after the book", bytes.len() - read)));
+        }
+        book.check_invariants().map_err(corrupt)?;
+        Ok(book)
+    }
+
+    /// The auction `id`, or `UnknownAuction`.
+    fn get(&self, id: AuctionId) -> Result<&Auction, Rejection> {
+        self.auctions.get(&id).ok_or(Rejection::UnknownAuction { auction_id: id })
+    }
+
+    /// Appends an event with the auction's next `seq` to the auction and to its replay
+    /// buffer, and returns it.
+    fn emit(&mut self, id: AuctionId, now: TimestampMs, kind: EventKind) -> Option<AuctionEvent> {
+        let auction = self.auctions.get_mut(&id)?;
+        auction.seq = auction.seq.saturating_add(1);
+        let event = AuctionEvent { auction_id: id, seq: auction.seq, ts_ms: now, kind };
+        let buffer = self.recent_events.entry(id).or_default();
+        buffer.push(event.clone());
+        if buffer.len() > RECENT_EVENTS_MAX {
+            let excess = buffer.len() - RECENT_EVENTS_MAX;
+            buffer.drain(..excess);
+        }
+        Some(event)
+    }
+
+    /// Like [`AuctionBook::emit`], collecting the event into `events`.
+    fn emit_into(&mut self, events: &mut Vec<AuctionEvent>, id: AuctionId, now: TimestampMs, kind: EventKind) {
+        events.extend(self.emit(id, now, kind));
+    }
+}
+
+/// `Closed` → `AuctionClosed`, `Cancelled` → `AuctionCancelled`, else `Ok`.
+fn check_not_final(auction: &Auction) -> Result<(), Rejection> {
+    match auction.status {
+        AuctionStatus::Closed => Err(Rejection::AuctionClosed),
+        AuctionStatus::Cancelled => Err(Rejection::AuctionCancelled),
+        AuctionStatus::Scheduled | AuctionStatus::Open => Ok(()),
+    }
+}

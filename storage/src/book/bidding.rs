@@ -1,0 +1,183 @@
+//! `PlaceBid`: English auction bids with eBay-style proxy bidding and soft close.
+//!
+//! [`plan_bid`] is the whole pricing rule as a pure function of the auction and the bid;
+//! [`AuctionBook::place_bid`] checks the window and the bidder, asks for a plan, and only
+//! then changes the auction.
+
+use super::lifecycle::{check_biddable, check_party};
+use super::AuctionBook;
+use crate::command::{BidAccepted, Rejection, Response};
+use crate::types::{Auction, AuctionId, BidRecord, EventKind, Leader, Money, TimestampMs};
+
+/// What an accepted bid does to an auction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BidPlan {
+    /// Recorded as the bid's `amount`: what was bid in the open, or for the leader
+    /// raising their own maximum, the price after.
+    pub(super) amount: Money,
+    pub(super) max_amount: Money,
+    pub(super) price: Money,
+    /// The leader afterwards: `(bidder, max_amount)`, and whether the bid made or kept
+    /// the bidder as leader (then this bid's id becomes the leader's `bid_id`).
+    pub(super) leader: String,
+    pub(super) leader_max: Money,
+    pub(super) bidder_leads: bool,
+}
+
+/// The price rule. `amount`/`max_amount` are as in `Op::PlaceBid`; the auction's window,
+/// status and the bidder's name are checked by the caller.
+pub(super) fn plan_bid(
+    auction: &Auction,
+    bidder: &str,
+    amount: Option<Money>,
+    max_amount: Option<Money>,
+) -> Result<BidPlan, Rejection> {
+    let invalid = |reason: &str| Rejection::InvalidAmount { reason: reason.to_string() };
+    match (amount, max_amount) {
+        (None, None) => return Err(invalid("give an amount or a max_amount")),
+        (Some(0), _) | (_, Some(0)) => return Err(invalid("amounts must be greater than 0")),
+        (Some(amount), Some(max)) if amount > max => return Err(invalid("amount is greater than max_amount")),
+        _ => {}
+    }
+    let increment = &auction.spec.increment;
+    let reserve = auction.spec.reserve_price;
+    // Once the leader's maximum covers the reserve, the price is at least the reserve.
+    let with_reserve = |price: Money, leader_max: Money| match reserve {
+        Some(reserve) if leader_max >= reserve && price < reserve => reserve,
+        _ => price,
+    };
+
+    if let Some(leader) = auction.leader.as_ref().filter(|leader| leader.bidder == bidder) {
+        // The leader raises their own maximum; what they bid in the open is irrelevant.
+        let max = max_amount.or(amount).unwrap_or(0);
+        if max <= leader.max_amount {
+            return Err(Rejection::MaxNotRaised { current_max: leader.max_amount });
+        }
+        let price = with_reserve(auction.price, max);
+        return Ok(BidPlan {
+            amount: price,
+            max_amount: max,
+            price,
+            leader: bidder.to_string(),
+            leader_max: max,
+            bidder_leads: true,
+        });
+    }
+
+    let min = auction.min_next_bid().ok_or_else(|| invalid("the minimum next bid overflows"))?;
+    let amount = amount.unwrap_or(min);
+    let max = max_amount.unwrap_or(amount);
+    if amount < min || max < min {
+        return Err(Rejection::BidTooLow { min_next_bid: min });
+    }
+    let plan = |price: Money, leader: &str, leader_max: Money, bidder_leads: bool| BidPlan {
+        amount,
+        max_amount: max,
+        price: with_reserve(price, leader_max),
+        leader: leader.to_string(),
+        leader_max,
+        bidder_leads,
+    };
+    Ok(match &auction.leader {
+        None => plan(amount, bidder, max, true),
+        Some(leader) if max > leader.max_amount => {
+            // The challenger wins: one increment over the old maximum, capped by theirs.
+            let step = leader.max_amount.saturating_add(increment.increment_at(leader.max_amount));
+            plan(amount.max(step.min(max)), bidder, max, true)
+        }
+        Some(leader) => {
+            // The leader's proxy answers (ties go to the earlier bid).
+            let step = max.saturating_add(increment.increment_at(max));
+            plan(amount.max(step.min(leader.max_amount)), &leader.bidder, leader.max_amount, false)
+        }
+    })
+}
+
+impl AuctionBook {
+    pub(super) fn place_bid(
+        &mut self,
+        id: AuctionId,
+        bidder: &str,
+        amount: Option<Money>,
+        max_amount: Option<Money>,
+        now: TimestampMs,
+    ) -> Result<Response, Rejection> {
+        let auction = self.get(id)?;
+        check_biddable(auction, now)?;
+        check_party(auction, bidder, "bidder")?;
+        let plan = plan_bid(auction, bidder, amount, max_amount)?;
+        let bid_id = self
+            .last_bid_id
+            .checked_add(1)
+            .ok_or_else(|| Rejection::InvalidAmount { reason: "bid ids are exhausted".into() })?;
+
+        self.last_bid_id = bid_id;
+        let mut events = Vec::new();
+        self.open_if_due(&mut events, id, now);
+        let Some(auction) = self.auctions.get_mut(&id) else {
+            return Err(Rejection::UnknownAuction { auction_id: id });
+        };
+        auction.price = plan.price;
+        match &mut auction.leader {
+            Some(leader) if !plan.bidder_leads => leader.max_amount = plan.leader_max,
+            leader => {
+                *leader = Some(Leader { bidder: plan.leader.clone(), max_amount: plan.leader_max, bid_id })
+            }
+        }
+        let soft_close = auction.spec.soft_close;
+        let ends_at_ms = auction.ends_at_ms;
+        let extensions = auction.extensions;
+        let kind =
+            EventKind::BidAccepted { bid_id, bidder: bidder.to_string(), price: plan.price, leader: plan.leader.clone() };
+        if let Some(event) = self.emit(id, now, kind) {
+            let record = BidRecord {
+                bid_id,
+                seq: event.seq,
+                bidder: bidder.to_string(),
+                amount: plan.amount,
+                max_amount: plan.max_amount,
+                ts_ms: now,
+                price_after: plan.price,
+                leader_after: plan.leader.clone(),
+            };
+            if let Some(auction) = self.auctions.get_mut(&id) {
+                auction.bids.push(record);
+            }
+            events.push(event);
+        }
+
+        // Soft close: a bid within the window pushes the end out, up to the cap.
+        let mut new_ends_at_ms = ends_at_ms;
+        if let Some(soft_close) = soft_close {
+            let window_ms = u64::from(soft_close.window_secs) * 1000;
+            let extended_ms = now.saturating_add(u64::from(soft_close.extend_secs) * 1000);
+            if ends_at_ms.saturating_sub(now) <= window_ms && extensions < soft_close.max_extensions && extended_ms > ends_at_ms
+            {
+                new_ends_at_ms = extended_ms;
+                if let Some(auction) = self.auctions.get_mut(&id) {
+                    auction.ends_at_ms = extended_ms;
+                    auction.extensions = extensions + 1;
+                }
+                self.emit_into(
+                    &mut events,
+                    id,
+                    now,
+                    EventKind::Extended { ends_at_ms: extended_ms, extensions: extensions + 1 },
+                );
+            }
+        }
+
+        let auction = self.get(id)?;
+        Ok(Response::BidAccepted(BidAccepted {
+            auction_id: id,
+            bid_id,
+            price: plan.price,
+            leading: plan.leader == bidder,
+            leader: plan.leader,
+            min_next_bid: auction.min_next_bid().unwrap_or(Money::MAX),
+            ends_at_ms: new_ends_at_ms,
+            reserve_met: auction.reserve_met(),
+            events,
+        }))
+    }
+}

@@ -1,0 +1,107 @@
+//! Structural invariants of a book. `apply` keeps them; [`AuctionBook::decode`] checks
+//! them right after reading a snapshot, and the property tests after every step.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{AuctionBook, RECENT_EVENTS_MAX};
+use crate::types::{Auction, AuctionId, AuctionStatus, NodeId};
+
+impl AuctionBook {
+    /// Checks what must hold of every book `apply` can produce: ids, per-auction state
+    /// (outcome iff final, leader iff bids, price between the starting price and the
+    /// leader's maximum, bid prices never decreasing, the soft-close cap), gapless event
+    /// buffers, and the derived indexes (`hosted`, the idempotency table). The error names
+    /// the first violation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut hosted: BTreeMap<NodeId, BTreeSet<AuctionId>> = BTreeMap::new();
+        for (&id, auction) in &self.auctions {
+            check_auction(auction, self.last_bid_id).map_err(|reason| format!("auction {id}: {reason}"))?;
+            if id != auction.id || id == 0 || id > self.last_auction_id {
+                return Err(format!("auction {id}: id does not match its key or the id counter"));
+            }
+            self.check_events(auction).map_err(|reason| format!("auction {id}: {reason}"))?;
+            if let (Some(node_id), false) = (auction.worker, auction.status.is_final()) {
+                hosted.entry(node_id).or_default().insert(id);
+            }
+        }
+        if hosted != self.hosted {
+            return Err("the hosted index does not match the auctions' workers".into());
+        }
+        if let Some(node_id) = self.hosted.keys().find(|node_id| !self.workers.contains_key(node_id)) {
+            return Err(format!("auctions are hosted by unregistered worker {node_id}"));
+        }
+        if let Some(id) = self.recent_events.keys().find(|id| !self.auctions.contains_key(id)) {
+            return Err(format!("events kept for unknown auction {id}"));
+        }
+        if let Some((&key, worker)) = self.workers.iter().find(|(key, worker)| **key != worker.node_id) {
+            return Err(format!("worker {key} is registered as node {}", worker.node_id));
+        }
+        self.idempotency.check()
+    }
+
+    /// The retained events are the newest `min(seq, RECENT_EVENTS_MAX)` ones, gapless,
+    /// ending at the auction's `seq`.
+    fn check_events(&self, auction: &Auction) -> Result<(), String> {
+        let events = self.recent_events.get(&auction.id).map_or(&[][..], Vec::as_slice);
+        let expected_len = auction.seq.min(RECENT_EVENTS_MAX as u64);
+        if events.len() as u64 != expected_len {
+            return Err(format!("{} events retained, expected {expected_len}", events.len()));
+        }
+        let first_seq = auction.seq - expected_len + 1;
+        for (offset, event) in events.iter().enumerate() {
+            if event.seq != first_seq + offset as u64 || event.auction_id != auction.id {
+                return Err(format!("retained event {offset} has seq {} or the wrong auction", event.seq));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_auction(auction: &Auction, last_bid_id: u64) -> Result<(), String> {
+    let is_final = auction.status.is_final();
+    if is_final != auction.outcome.is_some() || is_final != auction.closed_at_ms.is_some() {
+        return Err("outcome and closed_at must be set exactly when it is final".into());
+    }
+    if auction.leader.is_some() == auction.bids.is_empty() {
+        return Err("there must be a leader exactly when there are bids".into());
+    }
+    if let Some(leader) = &auction.leader {
+        if auction.price < auction.spec.starting_price || auction.price > leader.max_amount {
+            return Err("price is outside [starting_price, leader max]".into());
+        }
+        if leader.bid_id > last_bid_id {
+            return Err("leader's bid id is beyond the bid counter".into());
+        }
+    }
+    let mut previous: Option<(u64, u64, u64)> = None;
+    for bid in &auction.bids {
+        if let Some((bid_id, seq, price)) = previous {
+            if bid.bid_id <= bid_id || bid.seq <= seq || bid.price_after < price {
+                return Err(format!("bid {} is out of order or lowered the price", bid.bid_id));
+            }
+        }
+        if bid.bid_id > last_bid_id || bid.seq > auction.seq || bid.amount > bid.max_amount {
+            return Err(format!("bid {} is inconsistent", bid.bid_id));
+        }
+        previous = Some((bid.bid_id, bid.seq, bid.price_after));
+    }
+    if let (Some(last), Some(leader)) = (auction.bids.last(), &auction.leader) {
+        if last.price_after != auction.price || last.leader_after != leader.bidder {
+            return Err("the last bid does not match the price and leader".into());
+        }
+    }
+    if auction.ends_at_ms < auction.spec.ends_at_ms {
+        return Err("ends_at moved earlier than the spec's".into());
+    }
+    let max_extensions = auction.spec.soft_close.map_or(0, |soft_close| soft_close.max_extensions);
+    if auction.extensions > max_extensions {
+        return Err("more soft-close extensions than allowed".into());
+    }
+    if auction.status == AuctionStatus::Open && auction.seq < 2 {
+        return Err("an open auction has at least its Created and Opened events".into());
+    }
+    if auction.seq == 0 {
+        return Err("every auction has at least its Created event".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! What goes through Raft ([`Command`]) and what applying it returns ([`Response`]).
+//!
+//! A command carries the leader's wall-clock stamp `ts_ms`; `apply` uses
+//! `max(ts_ms, last_ts_ms)` so time never runs backwards across leaders. A command may
+//! carry an idempotency key: a retry with the same key and the same operation returns the
+//! first response and changes nothing.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Actor, AuctionEvent, AuctionId, AuctionSpec, Money, NodeId, Outcome, TimestampMs};
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for Gavel: `u64` node ids, `BasicNode` addresses,
+    /// commands in, responses out, snapshots as whole files in memory.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// One log entry's application payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Leader's clock when it proposed this command.
+    pub ts_ms: TimestampMs,
+    /// Client-chosen key (the `Idempotency-Key` header); `None` for internal commands.
+    pub idempotency_key: Option<String>,
+    pub op: Op,
+}
+
+impl Command {
+    pub fn new(ts_ms: TimestampMs, op: Op) -> Self {
+        Command { ts_ms, idempotency_key: None, op }
+    }
+
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// The operations of the state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Create an auction. `worker` is the leader's choice of host (it knows liveness);
+    /// `None` when no worker is registered yet.
+    CreateAuction { spec: AuctionSpec, worker: Option<NodeId> },
+    /// Open a scheduled auction once `starts_at` has passed (proposed by its clock).
+    OpenAuction { auction_id: AuctionId },
+    /// A bid. `amount` is what is bid in the open, `max_amount` the proxy ceiling. At
+    /// least one is given; `amount: None` means "the minimum next bid at apply time";
+    /// `max_amount: None` means `max_amount == amount` (a straight bid).
+    PlaceBid {
+        auction_id: AuctionId,
+        bidder: String,
+        amount: Option<Money>,
+        max_amount: Option<Money>,
+    },
+    BuyNow { auction_id: AuctionId, buyer: String },
+    /// Close an auction whose (extended) end has passed (proposed by its clock).
+    CloseAuction { auction_id: AuctionId },
+    CancelAuction { auction_id: AuctionId, by: Actor },
+    /// Register or update a worker (idempotent).
+    RegisterWorker { node_id: NodeId, addr: String, udp_addr: String, max_auctions: u32 },
+    /// Remove a worker; its auctions are left unassigned until reassigned.
+    RemoveWorker { node_id: NodeId },
+    /// Move an auction to another worker (after its worker went silent).
+    AssignAuction { auction_id: AuctionId, worker: NodeId },
+}
+
+impl Op {
+    /// Short stable name, for logs and the offline tools.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::CreateAuction { .. } => "create_auction",
+            Op::OpenAuction { .. } => "open_auction",
+            Op::PlaceBid { .. } => "place_bid",
+            Op::BuyNow { .. } => "buy_now",
+            Op::CloseAuction { .. } => "close_auction",
+            Op::CancelAuction { .. } => "cancel_auction",
+            Op::RegisterWorker { .. } => "register_worker",
+            Op::RemoveWorker { .. } => "remove_worker",
+            Op::AssignAuction { .. } => "assign_auction",
+        }
+    }
+}
+
+/// The result of applying one entry. Deterministic: equal on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Blank and membership entries.
+    None,
+    AuctionCreated { auction_id: AuctionId, worker: Option<NodeId>, events: Vec<AuctionEvent> },
+    AuctionOpened { auction_id: AuctionId, events: Vec<AuctionEvent> },
+    BidAccepted(BidAccepted),
+    /// Buy-now, close and cancel all end an auction.
+    AuctionEnded { auction_id: AuctionId, outcome: Outcome, events: Vec<AuctionEvent> },
+    WorkerRegistered { node_id: NodeId },
+    WorkerRemoved { node_id: NodeId, orphaned: Vec<AuctionId> },
+    AuctionAssigned { auction_id: AuctionId, worker: NodeId, events: Vec<AuctionEvent> },
+    Rejected(Rejection),
+}
+
+impl Response {
+    /// Events this response produced, in `seq` order (for pushes to subscribers).
+    pub fn events(&self) -> &[AuctionEvent] {
+        match self {
+            Response::AuctionCreated { events, .. }
+            | Response::AuctionOpened { events, .. }
+            | Response::AuctionEnded { events, .. }
+            | Response::AuctionAssigned { events, .. } => events,
+            Response::BidAccepted(b) => &b.events,
+            _ => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BidAccepted {
+    pub auction_id: AuctionId,
+    pub bid_id: u64,
+    /// Visible price after the bid (and any proxy response).
+    pub price: Money,
+    /// Who leads now: the bidder, or an earlier proxy whose maximum was not beaten.
+    pub leader: String,
+    pub leading: bool,
+    pub min_next_bid: Money,
+    pub ends_at_ms: TimestampMs,
+    pub reserve_met: bool,
+    pub events: Vec<AuctionEvent>,
+}
+
+/// Why a command changed nothing. Stable, and mapped to HTTP in one table by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    UnknownAuction { auction_id: AuctionId },
+    /// Before `starts_at`.
+    AuctionNotOpen { starts_at_ms: TimestampMs },
+    /// At or after the (extended) end, or already closed.
+    AuctionClosed,
+    AuctionCancelled,
+    BidTooLow { min_next_bid: Money },
+    /// The current leader tried to lower or keep their maximum.
+    MaxNotRaised { current_max: Money },
+    SellerCannotBid,
+    /// Amount zero, `amount > max_amount`, neither given, or arithmetic overflow.
+    InvalidAmount { reason: String },
+    InvalidInput { reason: String },
+    /// Close proposed before the end (a clock ran early).
+    NotYetEnded { ends_at_ms: TimestampMs },
+    /// Seller cancellation after the first bid.
+    HasBids,
+    /// Someone other than the seller (or admin) tried to cancel.
+    NotSeller,
+    BuyNowUnavailable,
+    UnknownWorker { node_id: NodeId },
+    /// The chosen worker is full.
+    NoCapacity { node_id: NodeId },
+    /// Same idempotency key, different operation.
+    IdempotencyKeyReused,
+}
+
+impl Rejection {
+    /// The stable snake_case error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::UnknownAuction { .. } => "unknown_auction",
+            Rejection::AuctionNotOpen { .. } => "auction_not_open",
+            Rejection::AuctionClosed => "auction_closed",
+            Rejection::AuctionCancelled => "auction_cancelled",
+            Rejection::BidTooLow { .. } => "bid_too_low",
+            Rejection::MaxNotRaised { .. } => "max_not_raised",
+            Rejection::SellerCannotBid => "seller_cannot_bid",
+            Rejection::InvalidAmount { .. } => "invalid_amount",
+            Rejection::InvalidInput { .. } => "invalid_input",
+            Rejection::NotYetEnded { .. } => "not_yet_ended",
+            Rejection::HasBids => "auction_has_bids",
+            Rejection::NotSeller => "not_seller",
+            Rejection::BuyNowUnavailable => "buy_now_unavailable",
+            Rejection::UnknownWorker { .. } => "unknown_worker",
+            Rejection::NoCapacity { .. } => "no_capacity",
+            Rejection::IdempotencyKeyReused => "idempotency_key_reused",
+        }
+    }
+}

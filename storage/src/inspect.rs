@@ -1,0 +1,272 @@
+//! Read-only inspection of a data directory and of snapshot files: the functions behind
+//! `gavel log dump|verify` and `gavel snapshot inspect|verify`.
+//!
+//! Nothing here writes to the inspected files. sled has no read-only mode (opening runs
+//! its recovery, which may write), so the log is read from a private copy of `sled/`
+//! in a temporary directory. A running node holds sled's lock on its data file; the copy
+//! is refused then, because copying a live database gives a torn picture.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use openraft::EntryPayload;
+use serde::Serialize;
+
+use crate::error::IoContext;
+use crate::log_store::{LogStore, LogStoreOptions};
+use crate::snapshot::{list_snapshot_files, read_snapshot_file, SnapshotFile};
+use crate::{AuctionBook, BookCounts, Entry, Error, LogId, Result, Vote};
+
+/// Where `sled/` and `snapshots/` are inside a data dir.
+pub fn sled_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("sled")
+}
+
+pub fn snapshots_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots")
+}
+
+/// A private, read-only-in-effect view of a stopped node's log.
+pub struct LogView {
+    store: LogStore,
+    _copy: tempfile::TempDir,
+}
+
+impl LogView {
+    /// Copies `<data_dir>/sled` to a temp dir and opens the copy.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let src = sled_dir(data_dir);
+        if !src.join("db").is_file() {
+            return Err(Error::NotFound(format!("no Gavel log at {} (expected {}/db)", data_dir.display(), src.display())));
+        }
+        let lock_path = src.join("db");
+        let lock = File::open(&lock_path).at(&lock_path)?;
+        if lock.try_lock_shared().is_err() {
+            return Err(Error::InvalidInput(format!(
+                "{} is in use by a running node; stop it first, or inspect a snapshot \
+                 (GET /v1/admin/snapshot)",
+                data_dir.display()
+            )));
+        }
+        let copy = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        copy_dir(&src, copy.path())?;
+        drop(lock);
+        let store = LogStore::open(copy.path(), LogStoreOptions { fsync: false, ..Default::default() })?;
+        Ok(LogView { store, _copy: copy })
+    }
+
+    pub fn store(&self) -> &LogStore {
+        &self.store
+    }
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst).at(dst)?;
+    for entry in fs::read_dir(src).at(src)? {
+        let entry = entry.at(src)?;
+        let to = dst.join(entry.file_name());
+        if entry.file_type().at(&entry.path())?.is_dir() {
+            copy_dir(&entry.path(), &to)?;
+        } else {
+            fs::copy(entry.path(), &to).at(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// One log record, summarised.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordSummary {
+    pub index: u64,
+    pub term: u64,
+    pub leader: u64,
+    /// `blank`, `membership` or the command's op name.
+    pub kind: String,
+    pub ts_ms: Option<u64>,
+    pub bytes: usize,
+    pub detail: String,
+}
+
+pub fn summarize(entry: &Entry, bytes: usize) -> RecordSummary {
+    let (kind, ts_ms, detail) = match &entry.payload {
+        EntryPayload::Blank => ("blank".to_string(), None, String::new()),
+        EntryPayload::Membership(m) => {
+            let voters: Vec<_> = m.voter_ids().collect();
+            let learners: Vec<_> = m.learner_ids().collect();
+            ("membership".to_string(), None, format!("voters={voters:?} learners={learners:?}"))
+        }
+        EntryPayload::Normal(cmd) => {
+            let detail = match &cmd.idempotency_key {
+                Some(k) => format!("{:?} key={k}", cmd.op),
+                None => format!("{:?}", cmd.op),
+            };
+            (cmd.op.name().to_string(), Some(cmd.ts_ms), detail)
+        }
+    };
+    RecordSummary { index: entry.log_id.index, term: entry.log_id.leader_id.term, leader: entry.log_id.leader_id.node_id, kind, ts_ms, bytes, detail }
+}
+
+/// Log pointers kept beside the entries.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogMeta {
+    pub vote: Option<Vote>,
+    pub committed: Option<LogId>,
+    pub last_purged: Option<LogId>,
+}
+
+/// What `gavel log verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogReport {
+    pub entries: u64,
+    pub first_index: Option<u64>,
+    pub last_index: Option<u64>,
+    pub last_term: Option<u64>,
+    pub bytes: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    pub meta: Option<LogMeta>,
+    /// Every problem found; empty means the log is sound.
+    pub errors: Vec<String>,
+}
+
+impl LogReport {
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Reads every record (checksums, decoding, index continuity, term order) and the
+/// meta records; collects every problem rather than stopping at the first. `visit` sees
+/// each record that decoded.
+pub fn scan_log(view: &LogView, mut visit: impl FnMut(&RecordSummary)) -> Result<LogReport> {
+    let store = view.store();
+    let mut report = LogReport {
+        entries: 0,
+        first_index: None,
+        last_index: None,
+        last_term: None,
+        bytes: 0,
+        by_kind: BTreeMap::new(),
+        meta: None,
+        errors: Vec::new(),
+    };
+    let meta = (|| -> Result<LogMeta> {
+        Ok(LogMeta { vote: store.read_vote()?, committed: store.read_committed()?, last_purged: store.read_last_purged()? })
+    })();
+    match meta {
+        Ok(m) => report.meta = Some(m),
+        Err(e) => report.errors.push(e.to_string()),
+    }
+    let mut prev: Option<(u64, u64)> = None;
+    for item in store.raw_records() {
+        let (index, bytes) = item?;
+        report.entries += 1;
+        report.bytes += bytes.len() as u64;
+        report.first_index.get_or_insert(index);
+        report.last_index = Some(index);
+        if let Some((prev_index, _)) = prev {
+            if index != prev_index + 1 {
+                report.errors.push(format!("hole in the log: index {prev_index} is followed by {index}"));
+            }
+        }
+        match store.decode_raw(index, &bytes) {
+            Ok(entry) => {
+                let term = entry.log_id.leader_id.term;
+                if let Some((_, prev_term)) = prev {
+                    if term < prev_term {
+                        report.errors.push(format!("term goes backwards at index {index}: {term} after {prev_term}"));
+                    }
+                }
+                let summary = summarize(&entry, bytes.len());
+                *report.by_kind.entry(summary.kind.clone()).or_default() += 1;
+                report.last_term = Some(term);
+                prev = Some((index, term));
+                visit(&summary);
+            }
+            Err(e) => {
+                report.errors.push(e.to_string());
+                prev = Some((index, prev.map(|p| p.1).unwrap_or(0)));
+            }
+        }
+    }
+    if let (Some(meta), Some(first)) = (&report.meta, report.first_index) {
+        if let Some(purged) = meta.last_purged {
+            if purged.index + 1 < first {
+                report.errors.push(format!("log starts at {first} but only up to {} was purged", purged.index));
+            }
+        }
+        if let (Some(c), Some(last)) = (meta.committed, report.last_index) {
+            if c.index > last {
+                report.errors.push(format!("committed index {} is beyond the last entry {last}", c.index));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// What `gavel snapshot inspect|verify` shows for one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotReport {
+    pub file: String,
+    pub size_bytes: u64,
+    pub format_version: u16,
+    pub term: u64,
+    pub index: u64,
+    pub leader: u64,
+    pub snapshot_id: String,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub nodes: BTreeMap<u64, String>,
+    pub payload_bytes: u64,
+    pub payload_crc32: String,
+    pub header_crc32: String,
+    pub state_hash: String,
+    pub last_ts_ms: u64,
+    pub counts: BookCounts,
+}
+
+/// Reads, checks and summarises one snapshot file (read-only).
+pub fn inspect_snapshot(path: &Path) -> Result<SnapshotReport> {
+    let (bytes, file): (Vec<u8>, SnapshotFile) = read_snapshot_file(path)?;
+    let book = AuctionBook::decode(file.payload(&bytes)).map_err(|e| match e {
+        Error::Corrupt { reason, .. } => Error::corrupt(format!("snapshot {}", path.display()), reason),
+        other => other,
+    })?;
+    let membership = file.meta.last_membership.membership();
+    let id = file.meta.last_log_id;
+    Ok(SnapshotReport {
+        file: path.display().to_string(),
+        size_bytes: bytes.len() as u64,
+        format_version: file.version,
+        term: id.map(|i| i.leader_id.term).unwrap_or(0),
+        index: id.map(|i| i.index).unwrap_or(0),
+        leader: id.map(|i| i.leader_id.node_id).unwrap_or(0),
+        snapshot_id: file.meta.snapshot_id.clone(),
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        nodes: membership.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),
+        payload_bytes: file.payload_len as u64,
+        payload_crc32: format!("{:08x}", file.payload_crc),
+        header_crc32: format!("{:08x}", file.header_crc),
+        state_hash: book.state_hash(),
+        last_ts_ms: book.last_ts_ms(),
+        counts: book.counts(),
+    })
+}
+
+/// The snapshot files a path names: a file itself, a snapshots directory, or a data
+/// directory (its `snapshots/`). Newest first.
+pub fn snapshot_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(Error::NotFound(format!("{} does not exist", path.display())));
+    }
+    let dir = if snapshots_dir(path).is_dir() { snapshots_dir(path) } else { path.to_path_buf() };
+    let files = list_snapshot_files(&dir)?;
+    if files.is_empty() {
+        return Err(Error::NotFound(format!("no snapshot files (snap-*.snap) in {}", dir.display())));
+    }
+    Ok(files)
+}

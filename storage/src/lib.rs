@@ -1,0 +1,40 @@
+//! gavel-storage: everything a Gavel node keeps.
+//!
+//! - [`types`], [`command`]: the domain and the Raft payloads ([`TypeConfig`]).
+//! - [`book`]: [`AuctionBook`], the in-memory state with a pure, deterministic `apply`.
+//! - [`codec`]: the framed record format `[len][crc32][bincode]` used for log records.
+//! - [`log_store`]: openraft's `RaftLogStorage` on sled.
+//! - [`snapshot`]: snapshot files (format, atomic write, fallback over broken files).
+//! - [`state_machine`]: openraft's `RaftStateMachine` over the book and snapshot files.
+//! - [`inspect`]: read-only functions behind `gavel log` and `gavel snapshot`.
+
+pub mod book;
+pub mod codec;
+pub mod command;
+pub mod error;
+pub mod inspect;
+pub mod log_store;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use book::{AuctionBook, BookCounts};
+pub use command::{BidAccepted, Command, Op, Rejection, Response, TypeConfig};
+pub use error::{Error, Result};
+pub use log_store::{LogStore, LogStoreOptions};
+pub use state_machine::StateMachineStore;
+pub use types::*;
+
+/// openraft's log entry for [`TypeConfig`].
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// bincode 2 configuration used for every on-disk and in-hash encoding: little-endian,
+/// variable-length integers. Changing it changes the on-disk format version.
+pub fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}

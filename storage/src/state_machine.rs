@@ -1,0 +1,187 @@
+//! openraft's `RaftStateMachine`: committed entries applied to the in-memory
+//! [`AuctionBook`], snapshots kept as files ([`crate::snapshot`]).
+//!
+//! The book lives only in memory. At start [`StateMachineStore::open`] restores it from
+//! the newest valid snapshot file; openraft then re-applies the committed log after it
+//! (the log store persists `committed`). `apply` takes the write lock once per batch and
+//! never awaits while holding it; readers (the API) take the read lock briefly.
+//! Snapshots are built from a clone of the book taken under the read lock, encoded and
+//! written outside it, so applying continues while a snapshot is written.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError};
+
+use crate::snapshot::{decode_snapshot, encode_snapshot, SnapshotDir};
+use crate::{AuctionBook, Entry, Error, LogId, Response, Result, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+/// What the state machine has applied.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub book: AuctionBook,
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+}
+
+/// The state machine and its snapshot directory. Clones share state.
+#[derive(Debug, Clone)]
+pub struct StateMachineStore {
+    state: Arc<RwLock<Applied>>,
+    snapshots: SnapshotDir,
+}
+
+fn snapshot_err(e: Error) -> StorageError {
+    StorageIOError::new(ErrorSubject::Snapshot(None), ErrorVerb::Write, AnyError::new(&e)).into()
+}
+
+impl StateMachineStore {
+    /// Opens the snapshot directory and restores the newest valid snapshot, if any.
+    pub fn open(snapshot_dir: impl AsRef<Path>) -> Result<Self> {
+        let snapshots = SnapshotDir::open(snapshot_dir)?;
+        let mut applied = Applied::default();
+        if let Some((path, bytes, file)) = snapshots.load_newest_valid()? {
+            applied.book = AuctionBook::decode(file.payload(&bytes)).map_err(|e| match e {
+                Error::Corrupt { reason, .. } => Error::corrupt(format!("snapshot {}", path.display()), reason),
+                other => other,
+            })?;
+            applied.last_applied = file.meta.last_log_id;
+            applied.last_membership = file.meta.last_membership.clone();
+            tracing::info!(file = %path.display(), last_applied = ?applied.last_applied, "restored state from snapshot");
+        }
+        Ok(StateMachineStore { state: Arc::new(RwLock::new(applied)), snapshots })
+    }
+
+    /// Read access to the applied state. Hold it briefly; never across an `.await`.
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        self.state.read().expect("state machine lock poisoned")
+    }
+
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.read().last_applied
+    }
+
+    pub fn state_hash(&self) -> String {
+        self.read().book.state_hash()
+    }
+
+    pub fn snapshot_dir(&self) -> &SnapshotDir {
+        &self.snapshots
+    }
+
+    /// Applies entries in order; the pure part of openraft's `apply`.
+    pub fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Vec<Response> {
+        let mut state = self.state.write().expect("state machine lock poisoned");
+        let mut out = Vec::new();
+        for entry in entries {
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::None,
+                EntryPayload::Normal(ref cmd) => state.book.apply(cmd),
+                EntryPayload::Membership(ref m) => {
+                    state.last_membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    Response::None
+                }
+            };
+            state.last_applied = Some(entry.log_id);
+            out.push(response);
+        }
+        out
+    }
+
+    /// Builds a snapshot file of the current state and returns its meta and bytes.
+    pub async fn build(&self) -> Result<(SnapshotMeta, Vec<u8>)> {
+        let (book, meta) = {
+            let state = self.read();
+            let (term, index) = state.last_applied.map(|id| (id.leader_id.term, id.index)).unwrap_or((0, 0));
+            let meta = SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.last_membership.clone(),
+                snapshot_id: format!("{term}-{index}"),
+            };
+            (state.book.clone(), meta)
+        };
+        let dir = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || {
+            let bytes = encode_snapshot(&meta, &book.encode())?;
+            let path = dir.write(&meta, &bytes)?;
+            tracing::info!(file = %path.display(), bytes = bytes.len(), "snapshot written");
+            Ok((meta, bytes))
+        })
+        .await
+        .map_err(|e| Error::io(self.snapshots.path(), std::io::Error::other(e)))?
+    }
+
+    /// Replaces the state with a snapshot file's bytes received from the leader.
+    pub async fn install(&self, meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<()> {
+        let file = decode_snapshot(&bytes, &format!("received from the leader ({})", meta.snapshot_id))?;
+        if file.meta.last_log_id != meta.last_log_id {
+            return Err(Error::corrupt(
+                "received snapshot",
+                format!("file says last log id {:?}, transfer says {:?}", file.meta.last_log_id, meta.last_log_id),
+            ));
+        }
+        let book = AuctionBook::decode(file.payload(&bytes))?;
+        let dir = self.snapshots.clone();
+        let write_meta = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            dir.write(&write_meta, &bytes)?;
+            dir.remove_newer_than(write_meta.last_log_id.map(|id| id.index).unwrap_or(0))
+        })
+        .await
+        .map_err(|e| Error::io(self.snapshots.path(), std::io::Error::other(e)))??;
+        let mut state = self.state.write().expect("state machine lock poisoned");
+        *state = Applied { book, last_applied: meta.last_log_id, last_membership: meta.last_membership.clone() };
+        tracing::info!(last_applied = ?meta.last_log_id, "installed snapshot from the leader");
+        Ok(())
+    }
+
+    /// The newest valid snapshot file: its meta and bytes.
+    pub fn current(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>> {
+        Ok(self.snapshots.load_newest_valid()?.map(|(_, bytes, file)| (file.meta, bytes)))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (meta, bytes) = self.build().await.map_err(snapshot_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let state = self.read();
+        Ok((state.last_applied, state.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        Ok(self.apply_entries(entries))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+        self.install(meta, snapshot.into_inner()).await.map_err(snapshot_err)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self.current().map_err(|e| {
+            StorageError::from(StorageIOError::new(ErrorSubject::Snapshot(None), ErrorVerb::Read, AnyError::new(&e)))
+        })?;
+        Ok(current.map(|(meta, bytes)| Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
+    }
+}

@@ -1,0 +1,22 @@
+//! openraft's storage conformance suite against the sled log store and the snapshot-file
+//! state machine, each test on a fresh temporary data dir.
+
+use gavel_storage::{LogStore, LogStoreOptions, StateMachineStore, StorageError, TypeConfig};
+use openraft::testing::{StoreBuilder, Suite};
+use tempfile::TempDir;
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = LogStore::open(dir.path().join("sled"), LogStoreOptions::default()).expect("open log store");
+        let sm = StateMachineStore::open(dir.path().join("snapshots")).expect("open state machine");
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite() {
+    Suite::test_all(Builder).expect("openraft storage suite");
+}
