@@ -88,9 +88,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(err) => {
             eprintln!("gavel: {err:#}");
             let corrupt = err.chain().any(|e| {
-                matches!(e.downcast_ref::<gavel_storage::Error>(), Some(gavel_storage::Error::Corrupt { .. }))
+                matches!(
+                    e.downcast_ref::<gavel_storage::Error>(),
+                    Some(gavel_storage::Error::Corrupt { .. })
+                )
             });
-            ExitCode::from(if corrupt { tools::EXIT_CORRUPT } else { tools::EXIT_ERROR })
+            ExitCode::from(if corrupt {
+                tools::EXIT_CORRUPT
+            } else {
+                tools::EXIT_ERROR
+            })
         }
     }
 }

@@ -66,7 +66,10 @@ pub fn log_dump(args: &LogDumpArgs) -> Result<ExitCode> {
     if !args.log.json {
         println!("{rows}");
     }
-    Ok(report_errors(&format!("log in {}", args.log.data_dir.display()), &report.errors))
+    Ok(report_errors(
+        &format!("log in {}", args.log.data_dir.display()),
+        &report.errors,
+    ))
 }
 
 pub fn log_verify(args: &LogArgs) -> Result<ExitCode> {
@@ -80,7 +83,10 @@ pub fn log_verify(args: &LogArgs) -> Result<ExitCode> {
             println!("OK: {} records verified", report.entries);
         }
     }
-    Ok(report_errors(&format!("log in {}", args.data_dir.display()), &report.errors))
+    Ok(report_errors(
+        &format!("log in {}", args.data_dir.display()),
+        &report.errors,
+    ))
 }
 
 fn opt<T: std::fmt::Debug>(v: &Option<T>) -> String {
@@ -97,23 +103,48 @@ fn log_report_table(r: &LogReport) -> Table {
     ];
     if let Some(m) = &r.meta {
         rows.push(("vote", m.vote.map(|v| v.to_string()).unwrap_or_else(|| "-".into())));
-        rows.push(("committed", m.committed.map(|c| c.to_string()).unwrap_or_else(|| "-".into())));
-        rows.push(("last purged", m.last_purged.map(|c| c.to_string()).unwrap_or_else(|| "-".into())));
+        rows.push((
+            "committed",
+            m.committed.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        ));
+        rows.push((
+            "last purged",
+            m.last_purged.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        ));
     }
-    let kinds = r.by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ");
+    let kinds = r
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     rows.push(("by kind", kinds));
     rows.push(("problems", r.errors.len().to_string()));
     kv_table(rows)
 }
 
 fn snapshot_table(r: &SnapshotReport) -> Table {
-    let statuses = r.counts.auctions_by_status.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ");
-    let nodes = r.nodes.iter().map(|(id, addr)| format!("{id}@{addr}")).collect::<Vec<_>>().join(" ");
+    let statuses = r
+        .counts
+        .auctions_by_status
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let nodes = r
+        .nodes
+        .iter()
+        .map(|(id, addr)| format!("{id}@{addr}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     kv_table(vec![
         ("file", r.file.clone()),
         ("size", format!("{} bytes", r.size_bytes)),
         ("format version", r.format_version.to_string()),
-        ("last log id", format!("term {} index {} (leader {})", r.term, r.index, r.leader)),
+        (
+            "last log id",
+            format!("term {} index {} (leader {})", r.term, r.index, r.leader),
+        ),
         ("snapshot id", r.snapshot_id.clone()),
         ("voters", format!("{:?}", r.voters)),
         ("learners", format!("{:?}", r.learners)),
@@ -124,7 +155,10 @@ fn snapshot_table(r: &SnapshotReport) -> Table {
         ("idempotency keys", r.counts.idempotency_keys.to_string()),
         ("last command ts_ms", r.last_ts_ms.to_string()),
         ("state hash", r.state_hash.clone()),
-        ("payload", format!("{} bytes, crc32 {}", r.payload_bytes, r.payload_crc32)),
+        (
+            "payload",
+            format!("{} bytes, crc32 {}", r.payload_bytes, r.payload_crc32),
+        ),
         ("header crc32", r.header_crc32.clone()),
     ])
 }

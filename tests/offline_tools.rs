@@ -13,15 +13,24 @@ use openraft::{BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, Vo
 const T0: u64 = 1_800_000_000_000;
 
 fn gavel(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_gavel")).args(args).output().expect("run gavel")
+    std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(args)
+        .output()
+        .expect("run gavel")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn entry(index: u64, payload: EntryPayload<gavel_storage::TypeConfig>) -> Entry {
-    Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload }
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload,
+    }
 }
 
 /// A data dir with a membership entry, a worker, an auction, bids and a snapshot in the
@@ -29,7 +38,10 @@ fn entry(index: u64, payload: EntryPayload<gavel_storage::TypeConfig>) -> Entry 
 async fn produce_data_dir(dir: &Path) {
     let mut log = LogStore::open(dir.join("sled"), LogStoreOptions::default()).unwrap();
     let sm = StateMachineStore::open(dir.join("snapshots")).unwrap();
-    let membership = Membership::new(vec![BTreeSet::from([1])], BTreeMap::from([(1, BasicNode::new("127.0.0.1:7070"))]));
+    let membership = Membership::new(
+        vec![BTreeSet::from([1])],
+        BTreeMap::from([(1, BasicNode::new("127.0.0.1:7070"))]),
+    );
     let spec = AuctionSpec {
         seller: "sam".into(),
         title: "Clock".into(),
@@ -44,13 +56,35 @@ async fn produce_data_dir(dir: &Path) {
     let mut entries = vec![
         entry(1, EntryPayload::Blank),
         entry(2, EntryPayload::Membership(membership)),
-        entry(3, EntryPayload::Normal(Command::new(T0, Op::RegisterWorker { node_id: 1, addr: "127.0.0.1:7070".into(), udp_addr: "127.0.0.1:7071".into(), max_auctions: 5 }))),
-        entry(4, EntryPayload::Normal(Command::new(T0 + 1, Op::CreateAuction { spec, worker: Some(1) }))),
+        entry(
+            3,
+            EntryPayload::Normal(Command::new(
+                T0,
+                Op::RegisterWorker {
+                    node_id: 1,
+                    addr: "127.0.0.1:7070".into(),
+                    udp_addr: "127.0.0.1:7071".into(),
+                    max_auctions: 5,
+                },
+            )),
+        ),
+        entry(
+            4,
+            EntryPayload::Normal(Command::new(T0 + 1, Op::CreateAuction { spec, worker: Some(1) })),
+        ),
     ];
     for i in 0..6u64 {
         let bidder = if i % 2 == 0 { "ann" } else { "bob" };
-        let op = Op::PlaceBid { auction_id: 1, bidder: bidder.into(), amount: Some(500 + i * 50), max_amount: None };
-        entries.push(entry(5 + i, EntryPayload::Normal(Command::new(T0 + 10 + i, op).with_key(format!("k{i}")))));
+        let op = Op::PlaceBid {
+            auction_id: 1,
+            bidder: bidder.into(),
+            amount: Some(500 + i * 50),
+            max_amount: None,
+        };
+        entries.push(entry(
+            5 + i,
+            EntryPayload::Normal(Command::new(T0 + 10 + i, op).with_key(format!("k{i}"))),
+        ));
     }
     log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
     log.append_entries(entries[..7].to_vec()).await.unwrap();
@@ -95,15 +129,31 @@ async fn tools_read_a_sound_data_dir_and_reject_corrupted_copies() {
     assert_eq!(report["meta"]["committed"]["index"], 10);
     assert_eq!(report["by_kind"]["place_bid"], 6);
 
-    let out = gavel(&["log", "dump", "--data-dir", data_s, "--json", "--from", "4", "--limit", "2"]);
+    let out = gavel(&[
+        "log",
+        "dump",
+        "--data-dir",
+        data_s,
+        "--json",
+        "--from",
+        "4",
+        "--limit",
+        "2",
+    ]);
     assert!(out.status.success());
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["index"], 4);
     assert_eq!(lines[0]["kind"], "create_auction");
     assert_eq!(lines[1]["kind"], "place_bid");
     let (table, _) = text(&gavel(&["log", "dump", "--data-dir", data_s]));
-    assert!(table.contains("membership") && table.contains("register_worker"), "{table}");
+    assert!(
+        table.contains("membership") && table.contains("register_worker"),
+        "{table}"
+    );
 
     eprintln!("phase: snapshot inspect and verify on a sound data dir");
     let out = gavel(&["snapshot", "inspect", data_s, "--json"]);
@@ -115,7 +165,11 @@ async fn tools_read_a_sound_data_dir_and_reject_corrupted_copies() {
     assert_eq!(snap["counts"]["workers"], 1);
     assert_eq!(snap["counts"]["auctions_by_status"]["open"], 1);
     let sm = StateMachineStore::open(data.join("snapshots")).unwrap();
-    assert_eq!(snap["state_hash"], sm.state_hash(), "inspect shows the state hash the node computes");
+    assert_eq!(
+        snap["state_hash"],
+        sm.state_hash(),
+        "inspect shows the state hash the node computes"
+    );
     let out = gavel(&["snapshot", "verify", data_s]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(text(&out).0.matches("OK term").count(), 2);
@@ -135,9 +189,20 @@ async fn tools_read_a_sound_data_dir_and_reject_corrupted_copies() {
     let out = gavel(&["log", "verify", "--data-dir", bad.to_str().unwrap()]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("log record at index 6") && stderr.contains("checksum mismatch"), "{stderr}");
-    assert!(stderr.contains("log record at index 10") && stderr.contains("torn"), "{stderr}");
-    assert_eq!(gavel(&["log", "dump", "--data-dir", bad.to_str().unwrap()]).status.code(), Some(1));
+    assert!(
+        stderr.contains("log record at index 6") && stderr.contains("checksum mismatch"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("log record at index 10") && stderr.contains("torn"),
+        "{stderr}"
+    );
+    assert_eq!(
+        gavel(&["log", "dump", "--data-dir", bad.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
 
     eprintln!("phase: a flipped byte and a truncation in snapshot files fail snapshot verify");
     let bad = tmp.path().join("bad-snap");
@@ -150,8 +215,14 @@ async fn tools_read_a_sound_data_dir_and_reject_corrupted_copies() {
     let out = gavel(&["snapshot", "verify", bad.to_str().unwrap()]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(stderr.contains(files[0].to_str().unwrap()) && stderr.contains("payload checksum mismatch"), "{stderr}");
-    assert!(stdout.contains("CORRUPT") && stdout.contains("OK term"), "the older file still verifies: {stdout}");
+    assert!(
+        stderr.contains(files[0].to_str().unwrap()) && stderr.contains("payload checksum mismatch"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("CORRUPT") && stdout.contains("OK term"),
+        "the older file still verifies: {stdout}"
+    );
     let out = gavel(&["snapshot", "inspect", files[0].to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let before = std::fs::read(&files[0]).unwrap();
@@ -159,7 +230,12 @@ async fn tools_read_a_sound_data_dir_and_reject_corrupted_copies() {
 
     let old = &files[1];
     let len = std::fs::metadata(old).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(old).unwrap().set_len(len - 10).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(old)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
     let out = gavel(&["snapshot", "verify", old.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

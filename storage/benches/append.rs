@@ -11,8 +11,16 @@ use gavel_storage::{Command, Entry, LogStore, LogStoreOptions, Op};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
 fn entry(index: u64) -> Entry {
-    let op = Op::PlaceBid { auction_id: index % 100 + 1, bidder: format!("bidder-{}", index % 37), amount: Some(1_000 + index), max_amount: None };
-    Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(Command::new(1_700_000_000_000 + index, op).with_key(format!("key-{index}"))) }
+    let op = Op::PlaceBid {
+        auction_id: index % 100 + 1,
+        bidder: format!("bidder-{}", index % 37),
+        amount: Some(1_000 + index),
+        max_amount: None,
+    };
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Command::new(1_700_000_000_000 + index, op).with_key(format!("key-{index}"))),
+    }
 }
 
 struct CaseResult {
@@ -32,7 +40,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn run_case(name: &str, fsync: bool, batch: u64, max_entries: u64, max_time: Duration) -> CaseResult {
     std::fs::create_dir_all("target").expect("target dir");
     let dir = tempfile::tempdir_in("target").expect("temp dir");
-    let store = LogStore::open(dir.path().join("sled"), LogStoreOptions { fsync, ..Default::default() }).expect("open");
+    let store = LogStore::open(
+        dir.path().join("sled"),
+        LogStoreOptions {
+            fsync,
+            ..Default::default()
+        },
+    )
+    .expect("open");
     let mut latencies = Vec::new();
     let mut next = 1u64;
     let start = Instant::now();
@@ -58,15 +73,40 @@ async fn run_case(name: &str, fsync: bool, batch: u64, max_entries: u64, max_tim
 #[tokio::main]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (max_entries, max_time) = if quick { (1_000, Duration::from_secs(5)) } else { (5_000, Duration::from_secs(20)) };
-    let cases = [("single, fsync", true, 1), ("batch 64, fsync", true, 64), ("single, no fsync", false, 1), ("batch 64, no fsync", false, 64)];
-    println!("{:<20} {:>9} {:>12} {:>14} {:>14} {:>12}", "case", "entries", "entries/s", "p50 flush µs", "p99 flush µs", "max µs");
+    let (max_entries, max_time) = if quick {
+        (1_000, Duration::from_secs(5))
+    } else {
+        (5_000, Duration::from_secs(20))
+    };
+    let cases = [
+        ("single, fsync", true, 1),
+        ("batch 64, fsync", true, 64),
+        ("single, no fsync", false, 1),
+        ("batch 64, no fsync", false, 64),
+    ];
+    println!(
+        "{:<20} {:>9} {:>12} {:>14} {:>14} {:>12}",
+        "case", "entries", "entries/s", "p50 flush µs", "p99 flush µs", "max µs"
+    );
     let mut results = Vec::new();
     for (name, fsync, batch) in cases {
         let r = run_case(name, fsync, batch, max_entries, max_time).await;
-        println!("{:<20} {:>9} {:>12.0} {:>14.0} {:>14.0} {:>12.0}", r.name, r.entries, r.entries as f64 / r.secs, r.p50_us, r.p99_us, r.max_us);
+        println!(
+            "{:<20} {:>9} {:>12.0} {:>14.0} {:>14.0} {:>12.0}",
+            r.name,
+            r.entries,
+            r.entries as f64 / r.secs,
+            r.p50_us,
+            r.p99_us,
+            r.max_us
+        );
         results.push(r);
     }
     let rate = |i: usize| results[i].entries as f64 / results[i].secs;
-    println!("batch/single with fsync: {:.1}x; fsync cost (single): {:.2}x slower; fsync cost (batch 64): {:.2}x slower", rate(1) / rate(0), rate(2) / rate(0), rate(3) / rate(1));
+    println!(
+        "batch/single with fsync: {:.1}x; fsync cost (single): {:.2}x slower; fsync cost (batch 64): {:.2}x slower",
+        rate(1) / rate(0),
+        rate(2) / rate(0),
+        rate(3) / rate(1)
+    );
 }

@@ -60,10 +60,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::command::{Command, Op, Rejection, Response};
-use crate::types::{
-    Auction, AuctionEvent, AuctionId, AuctionStatus, EventKind, Money, NodeId, TimestampMs,
-    Worker,
-};
+use crate::types::{Auction, AuctionEvent, AuctionId, AuctionStatus, EventKind, Money, NodeId, TimestampMs, Worker};
 
 mod bidding;
 pub mod idempotency;
@@ -116,7 +113,10 @@ impl AuctionBook {
     /// An empty book whose idempotency table keeps at most `max_keys` keys (at least 1)
     /// for `ttl_ms` of command time. The limits are part of the replicated state.
     pub fn with_idempotency_limits(max_keys: u64, ttl_ms: u64) -> Self {
-        AuctionBook { idempotency: IdempotencyTable::with_limits(max_keys, ttl_ms), ..Self::default() }
+        AuctionBook {
+            idempotency: IdempotencyTable::with_limits(max_keys, ttl_ms),
+            ..Self::default()
+        }
     }
 
     /// Applies one committed command. Pure and deterministic; never panics.
@@ -146,15 +146,21 @@ impl AuctionBook {
         let result = match op {
             Op::CreateAuction { spec, worker } => self.create_auction(spec, *worker, now),
             Op::OpenAuction { auction_id } => self.open_auction(*auction_id, now),
-            Op::PlaceBid { auction_id, bidder, amount, max_amount } => {
-                self.place_bid(*auction_id, bidder, *amount, *max_amount, now)
-            }
+            Op::PlaceBid {
+                auction_id,
+                bidder,
+                amount,
+                max_amount,
+            } => self.place_bid(*auction_id, bidder, *amount, *max_amount, now),
             Op::BuyNow { auction_id, buyer } => self.buy_now(*auction_id, buyer, now),
             Op::CloseAuction { auction_id } => self.close_auction(*auction_id, now),
             Op::CancelAuction { auction_id, by } => self.cancel_auction(*auction_id, by, now),
-            Op::RegisterWorker { node_id, addr, udp_addr, max_auctions } => {
-                Ok(self.register_worker(*node_id, addr, udp_addr, *max_auctions, now))
-            }
+            Op::RegisterWorker {
+                node_id,
+                addr,
+                udp_addr,
+                max_auctions,
+            } => Ok(self.register_worker(*node_id, addr, udp_addr, *max_auctions, now)),
             Op::RemoveWorker { node_id } => self.remove_worker(*node_id),
             Op::AssignAuction { auction_id, worker } => self.assign_auction(*auction_id, *worker, now),
         };
@@ -198,7 +204,10 @@ impl AuctionBook {
 
     /// The non-final auctions assigned to `node`, in id order.
     pub fn hosted_by(&self, node: NodeId) -> Vec<AuctionId> {
-        self.hosted.get(&node).map(|ids| ids.iter().copied().collect()).unwrap_or_default()
+        self.hosted
+            .get(&node)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// The retained events of auction `id` with `seq > after_seq`, oldest first. Only the
@@ -213,13 +222,19 @@ impl AuctionBook {
     }
 
     pub fn counts(&self) -> BookCounts {
-        let statuses =
-            [AuctionStatus::Scheduled, AuctionStatus::Open, AuctionStatus::Closed, AuctionStatus::Cancelled];
+        let statuses = [
+            AuctionStatus::Scheduled,
+            AuctionStatus::Open,
+            AuctionStatus::Closed,
+            AuctionStatus::Cancelled,
+        ];
         let mut auctions_by_status: BTreeMap<String, u64> =
             statuses.iter().map(|status| (status.as_str().to_string(), 0)).collect();
         let mut bids = 0u64;
         for auction in self.auctions.values() {
-            *auctions_by_status.entry(auction.status.as_str().to_string()).or_default() += 1;
+            *auctions_by_status
+                .entry(auction.status.as_str().to_string())
+                .or_default() += 1;
             bids += auction.bids.len() as u64;
         }
         BookCounts {
@@ -242,8 +257,7 @@ impl AuctionBook {
     pub fn decode(bytes: &[u8]) -> crate::Result<Self> {
         let corrupt = |reason: String| crate::Error::corrupt("snapshot payload", reason);
         let (book, read): (AuctionBook, usize) =
-            bincode::serde::decode_from_slice(bytes, crate::bincode_config())
-                .map_err(|e| corrupt(e.to_string()))?;
+            bincode::serde::decode_from_slice(bytes, crate::bincode_config()).map_err(|e| corrupt(e.to_string()))?;
         if read != bytes.len() {
             return Err(corrupt(format!("{} trailing bytes after the book", bytes.len() - read)));
         }
@@ -253,7 +267,9 @@ impl AuctionBook {
 
     /// The auction `id`, or `UnknownAuction`.
     fn get(&self, id: AuctionId) -> Result<&Auction, Rejection> {
-        self.auctions.get(&id).ok_or(Rejection::UnknownAuction { auction_id: id })
+        self.auctions
+            .get(&id)
+            .ok_or(Rejection::UnknownAuction { auction_id: id })
     }
 
     /// Appends an event with the auction's next `seq` to the auction and to its replay
@@ -261,7 +277,12 @@ impl AuctionBook {
     fn emit(&mut self, id: AuctionId, now: TimestampMs, kind: EventKind) -> Option<AuctionEvent> {
         let auction = self.auctions.get_mut(&id)?;
         auction.seq = auction.seq.saturating_add(1);
-        let event = AuctionEvent { auction_id: id, seq: auction.seq, ts_ms: now, kind };
+        let event = AuctionEvent {
+            auction_id: id,
+            seq: auction.seq,
+            ts_ms: now,
+            kind,
+        };
         let buffer = self.recent_events.entry(id).or_default();
         buffer.push(event.clone());
         if buffer.len() > RECENT_EVENTS_MAX {

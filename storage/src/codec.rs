@@ -40,25 +40,40 @@ pub fn check_record<'a>(bytes: &'a [u8], what: &dyn Fn() -> String) -> Result<&'
     if bytes.len() < RECORD_HEADER_LEN {
         return Err(Error::corrupt(
             what(),
-            format!("torn record: {} bytes, shorter than the {RECORD_HEADER_LEN}-byte header", bytes.len()),
+            format!(
+                "torn record: {} bytes, shorter than the {RECORD_HEADER_LEN}-byte header",
+                bytes.len()
+            ),
         ));
     }
     let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
     let have = bytes.len() - RECORD_HEADER_LEN;
     if len > RECORD_PAYLOAD_MAX_BYTES {
-        return Err(Error::corrupt(what(), format!("length field {len} exceeds the {RECORD_PAYLOAD_MAX_BYTES}-byte limit")));
+        return Err(Error::corrupt(
+            what(),
+            format!("length field {len} exceeds the {RECORD_PAYLOAD_MAX_BYTES}-byte limit"),
+        ));
     }
     if have < len {
-        return Err(Error::corrupt(what(), format!("torn record: header says {len} payload bytes, only {have} present")));
+        return Err(Error::corrupt(
+            what(),
+            format!("torn record: header says {len} payload bytes, only {have} present"),
+        ));
     }
     if have > len {
-        return Err(Error::corrupt(what(), format!("header says {len} payload bytes, but {have} present")));
+        return Err(Error::corrupt(
+            what(),
+            format!("header says {len} payload bytes, but {have} present"),
+        ));
     }
     let payload = &bytes[RECORD_HEADER_LEN..];
     let actual = crc32fast::hash(payload);
     if actual != crc {
-        return Err(Error::corrupt(what(), format!("checksum mismatch: stored {crc:08x}, computed {actual:08x}")));
+        return Err(Error::corrupt(
+            what(),
+            format!("checksum mismatch: stored {crc:08x}, computed {actual:08x}"),
+        ));
     }
     Ok(payload)
 }
@@ -74,7 +89,10 @@ pub fn decode_exact<T: DeserializeOwned>(payload: &[u8], what: &dyn Fn() -> Stri
     let (value, used) = bincode::serde::decode_from_slice(payload, bincode_config())
         .map_err(|e| Error::corrupt(what(), format!("undecodable payload: {e}")))?;
     if used != payload.len() {
-        return Err(Error::corrupt(what(), format!("{} trailing bytes after the payload", payload.len() - used)));
+        return Err(Error::corrupt(
+            what(),
+            format!("{} trailing bytes after the payload", payload.len() - used),
+        ));
     }
     Ok(value)
 }
@@ -91,7 +109,10 @@ mod tests {
     fn round_trip() {
         let v = (42u64, "bid".to_string());
         let rec = encode_record(&v).unwrap();
-        assert_eq!(rec.len(), RECORD_HEADER_LEN + u32::from_le_bytes(rec[0..4].try_into().unwrap()) as usize);
+        assert_eq!(
+            rec.len(),
+            RECORD_HEADER_LEN + u32::from_le_bytes(rec[0..4].try_into().unwrap()) as usize
+        );
         let back: (u64, String) = decode_record(&rec, &what).unwrap();
         assert_eq!(back, v);
     }

@@ -34,7 +34,11 @@ pub struct Command {
 
 impl Command {
     pub fn new(ts_ms: TimestampMs, op: Op) -> Self {
-        Command { ts_ms, idempotency_key: None, op }
+        Command {
+            ts_ms,
+            idempotency_key: None,
+            op,
+        }
     }
 
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
@@ -48,9 +52,14 @@ impl Command {
 pub enum Op {
     /// Create an auction. `worker` is the leader's choice of host (it knows liveness);
     /// `None` when no worker is registered yet.
-    CreateAuction { spec: AuctionSpec, worker: Option<NodeId> },
+    CreateAuction {
+        spec: AuctionSpec,
+        worker: Option<NodeId>,
+    },
     /// Open a scheduled auction once `starts_at` has passed (proposed by its clock).
-    OpenAuction { auction_id: AuctionId },
+    OpenAuction {
+        auction_id: AuctionId,
+    },
     /// A bid. `amount` is what is bid in the open, `max_amount` the proxy ceiling. At
     /// least one is given; `amount: None` means "the minimum next bid at apply time";
     /// `max_amount: None` means `max_amount == amount` (a straight bid).
@@ -60,16 +69,34 @@ pub enum Op {
         amount: Option<Money>,
         max_amount: Option<Money>,
     },
-    BuyNow { auction_id: AuctionId, buyer: String },
+    BuyNow {
+        auction_id: AuctionId,
+        buyer: String,
+    },
     /// Close an auction whose (extended) end has passed (proposed by its clock).
-    CloseAuction { auction_id: AuctionId },
-    CancelAuction { auction_id: AuctionId, by: Actor },
+    CloseAuction {
+        auction_id: AuctionId,
+    },
+    CancelAuction {
+        auction_id: AuctionId,
+        by: Actor,
+    },
     /// Register or update a worker (idempotent).
-    RegisterWorker { node_id: NodeId, addr: String, udp_addr: String, max_auctions: u32 },
+    RegisterWorker {
+        node_id: NodeId,
+        addr: String,
+        udp_addr: String,
+        max_auctions: u32,
+    },
     /// Remove a worker; its auctions are left unassigned until reassigned.
-    RemoveWorker { node_id: NodeId },
+    RemoveWorker {
+        node_id: NodeId,
+    },
     /// Move an auction to another worker (after its worker went silent).
-    AssignAuction { auction_id: AuctionId, worker: NodeId },
+    AssignAuction {
+        auction_id: AuctionId,
+        worker: NodeId,
+    },
 }
 
 impl Op {
@@ -94,14 +121,34 @@ impl Op {
 pub enum Response {
     /// Blank and membership entries.
     None,
-    AuctionCreated { auction_id: AuctionId, worker: Option<NodeId>, events: Vec<AuctionEvent> },
-    AuctionOpened { auction_id: AuctionId, events: Vec<AuctionEvent> },
+    AuctionCreated {
+        auction_id: AuctionId,
+        worker: Option<NodeId>,
+        events: Vec<AuctionEvent>,
+    },
+    AuctionOpened {
+        auction_id: AuctionId,
+        events: Vec<AuctionEvent>,
+    },
     BidAccepted(BidAccepted),
     /// Buy-now, close and cancel all end an auction.
-    AuctionEnded { auction_id: AuctionId, outcome: Outcome, events: Vec<AuctionEvent> },
-    WorkerRegistered { node_id: NodeId },
-    WorkerRemoved { node_id: NodeId, orphaned: Vec<AuctionId> },
-    AuctionAssigned { auction_id: AuctionId, worker: NodeId, events: Vec<AuctionEvent> },
+    AuctionEnded {
+        auction_id: AuctionId,
+        outcome: Outcome,
+        events: Vec<AuctionEvent>,
+    },
+    WorkerRegistered {
+        node_id: NodeId,
+    },
+    WorkerRemoved {
+        node_id: NodeId,
+        orphaned: Vec<AuctionId>,
+    },
+    AuctionAssigned {
+        auction_id: AuctionId,
+        worker: NodeId,
+        events: Vec<AuctionEvent>,
+    },
     Rejected(Rejection),
 }
 
@@ -137,29 +184,47 @@ pub struct BidAccepted {
 /// Why a command changed nothing. Stable, and mapped to HTTP in one table by the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rejection {
-    UnknownAuction { auction_id: AuctionId },
+    UnknownAuction {
+        auction_id: AuctionId,
+    },
     /// Before `starts_at`.
-    AuctionNotOpen { starts_at_ms: TimestampMs },
+    AuctionNotOpen {
+        starts_at_ms: TimestampMs,
+    },
     /// At or after the (extended) end, or already closed.
     AuctionClosed,
     AuctionCancelled,
-    BidTooLow { min_next_bid: Money },
+    BidTooLow {
+        min_next_bid: Money,
+    },
     /// The current leader tried to lower or keep their maximum.
-    MaxNotRaised { current_max: Money },
+    MaxNotRaised {
+        current_max: Money,
+    },
     SellerCannotBid,
     /// Amount zero, `amount > max_amount`, neither given, or arithmetic overflow.
-    InvalidAmount { reason: String },
-    InvalidInput { reason: String },
+    InvalidAmount {
+        reason: String,
+    },
+    InvalidInput {
+        reason: String,
+    },
     /// Close proposed before the end (a clock ran early).
-    NotYetEnded { ends_at_ms: TimestampMs },
+    NotYetEnded {
+        ends_at_ms: TimestampMs,
+    },
     /// Seller cancellation after the first bid.
     HasBids,
     /// Someone other than the seller (or admin) tried to cancel.
     NotSeller,
     BuyNowUnavailable,
-    UnknownWorker { node_id: NodeId },
+    UnknownWorker {
+        node_id: NodeId,
+    },
     /// The chosen worker is full.
-    NoCapacity { node_id: NodeId },
+    NoCapacity {
+        node_id: NodeId,
+    },
     /// Same idempotency key, different operation.
     IdempotencyKeyReused,
 }

@@ -40,11 +40,17 @@ pub enum Error {
 
 impl Error {
     pub fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Corrupt { what: what.into(), reason: reason.into() }
+        Error::Corrupt {
+            what: what.into(),
+            reason: reason.into(),
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

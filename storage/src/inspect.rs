@@ -38,7 +38,11 @@ impl LogView {
     pub fn open(data_dir: &Path) -> Result<Self> {
         let src = sled_dir(data_dir);
         if !src.join("db").is_file() {
-            return Err(Error::NotFound(format!("no Gavel log at {} (expected {}/db)", data_dir.display(), src.display())));
+            return Err(Error::NotFound(format!(
+                "no Gavel log at {} (expected {}/db)",
+                data_dir.display(),
+                src.display()
+            )));
         }
         let lock_path = src.join("db");
         let lock = File::open(&lock_path).at(&lock_path)?;
@@ -52,7 +56,13 @@ impl LogView {
         let copy = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
         copy_dir(&src, copy.path())?;
         drop(lock);
-        let store = LogStore::open(copy.path(), LogStoreOptions { fsync: false, ..Default::default() })?;
+        let store = LogStore::open(
+            copy.path(),
+            LogStoreOptions {
+                fsync: false,
+                ..Default::default()
+            },
+        )?;
         Ok(LogView { store, _copy: copy })
     }
 
@@ -94,7 +104,11 @@ pub fn summarize(entry: &Entry, bytes: usize) -> RecordSummary {
         EntryPayload::Membership(m) => {
             let voters: Vec<_> = m.voter_ids().collect();
             let learners: Vec<_> = m.learner_ids().collect();
-            ("membership".to_string(), None, format!("voters={voters:?} learners={learners:?}"))
+            (
+                "membership".to_string(),
+                None,
+                format!("voters={voters:?} learners={learners:?}"),
+            )
         }
         EntryPayload::Normal(cmd) => {
             let detail = match &cmd.idempotency_key {
@@ -104,7 +118,15 @@ pub fn summarize(entry: &Entry, bytes: usize) -> RecordSummary {
             (cmd.op.name().to_string(), Some(cmd.ts_ms), detail)
         }
     };
-    RecordSummary { index: entry.log_id.index, term: entry.log_id.leader_id.term, leader: entry.log_id.leader_id.node_id, kind, ts_ms, bytes, detail }
+    RecordSummary {
+        index: entry.log_id.index,
+        term: entry.log_id.leader_id.term,
+        leader: entry.log_id.leader_id.node_id,
+        kind,
+        ts_ms,
+        bytes,
+        detail,
+    }
 }
 
 /// Log pointers kept beside the entries.
@@ -151,7 +173,11 @@ pub fn scan_log(view: &LogView, mut visit: impl FnMut(&RecordSummary)) -> Result
         errors: Vec::new(),
     };
     let meta = (|| -> Result<LogMeta> {
-        Ok(LogMeta { vote: store.read_vote()?, committed: store.read_committed()?, last_purged: store.read_last_purged()? })
+        Ok(LogMeta {
+            vote: store.read_vote()?,
+            committed: store.read_committed()?,
+            last_purged: store.read_last_purged()?,
+        })
     })();
     match meta {
         Ok(m) => report.meta = Some(m),
@@ -166,7 +192,9 @@ pub fn scan_log(view: &LogView, mut visit: impl FnMut(&RecordSummary)) -> Result
         report.last_index = Some(index);
         if let Some((prev_index, _)) = prev {
             if index != prev_index + 1 {
-                report.errors.push(format!("hole in the log: index {prev_index} is followed by {index}"));
+                report
+                    .errors
+                    .push(format!("hole in the log: index {prev_index} is followed by {index}"));
             }
         }
         match store.decode_raw(index, &bytes) {
@@ -174,7 +202,9 @@ pub fn scan_log(view: &LogView, mut visit: impl FnMut(&RecordSummary)) -> Result
                 let term = entry.log_id.leader_id.term;
                 if let Some((_, prev_term)) = prev {
                     if term < prev_term {
-                        report.errors.push(format!("term goes backwards at index {index}: {term} after {prev_term}"));
+                        report.errors.push(format!(
+                            "term goes backwards at index {index}: {term} after {prev_term}"
+                        ));
                     }
                 }
                 let summary = summarize(&entry, bytes.len());
@@ -192,12 +222,17 @@ pub fn scan_log(view: &LogView, mut visit: impl FnMut(&RecordSummary)) -> Result
     if let (Some(meta), Some(first)) = (&report.meta, report.first_index) {
         if let Some(purged) = meta.last_purged {
             if purged.index + 1 < first {
-                report.errors.push(format!("log starts at {first} but only up to {} was purged", purged.index));
+                report.errors.push(format!(
+                    "log starts at {first} but only up to {} was purged",
+                    purged.index
+                ));
             }
         }
         if let (Some(c), Some(last)) = (meta.committed, report.last_index) {
             if c.index > last {
-                report.errors.push(format!("committed index {} is beyond the last entry {last}", c.index));
+                report
+                    .errors
+                    .push(format!("committed index {} is beyond the last entry {last}", c.index));
             }
         }
     }
@@ -263,10 +298,17 @@ pub fn snapshot_files(path: &Path) -> Result<Vec<PathBuf>> {
     if !path.is_dir() {
         return Err(Error::NotFound(format!("{} does not exist", path.display())));
     }
-    let dir = if snapshots_dir(path).is_dir() { snapshots_dir(path) } else { path.to_path_buf() };
+    let dir = if snapshots_dir(path).is_dir() {
+        snapshots_dir(path)
+    } else {
+        path.to_path_buf()
+    };
     let files = list_snapshot_files(&dir)?;
     if files.is_empty() {
-        return Err(Error::NotFound(format!("no snapshot files (snap-*.snap) in {}", dir.display())));
+        return Err(Error::NotFound(format!(
+            "no snapshot files (snap-*.snap) in {}",
+            dir.display()
+        )));
     }
     Ok(files)
 }

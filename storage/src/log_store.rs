@@ -54,7 +54,10 @@ pub struct LogStoreOptions {
 
 impl Default for LogStoreOptions {
     fn default() -> Self {
-        LogStoreOptions { fsync: true, cache_capacity_bytes: 64 * 1024 * 1024 }
+        LogStoreOptions {
+            fsync: true,
+            cache_capacity_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -85,9 +88,12 @@ fn key(index: u64) -> [u8; 8] {
 }
 
 fn index_of(key: &[u8], dir: &Path) -> Result<u64> {
-    let bytes: [u8; 8] = key
-        .try_into()
-        .map_err(|_| Error::corrupt(format!("log tree in {}", dir.display()), format!("key of {} bytes, expected 8", key.len())))?;
+    let bytes: [u8; 8] = key.try_into().map_err(|_| {
+        Error::corrupt(
+            format!("log tree in {}", dir.display()),
+            format!("key of {} bytes, expected 8", key.len()),
+        )
+    })?;
     Ok(u64::from_be_bytes(bytes))
 }
 
@@ -96,7 +102,10 @@ impl LogStore {
     pub fn open(dir: impl AsRef<Path>, options: LogStoreOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).at(&dir)?;
-        let db = sled::Config::new().path(&dir).cache_capacity(options.cache_capacity_bytes).open()?;
+        let db = sled::Config::new()
+            .path(&dir)
+            .cache_capacity(options.cache_capacity_bytes)
+            .open()?;
         let log = db.open_tree(LOG_TREE)?;
         let meta = db.open_tree(META_TREE)?;
         let data_file = if options.fsync {
@@ -108,7 +117,15 @@ impl LogStore {
         } else {
             None
         };
-        Ok(LogStore { inner: Arc::new(Inner { dir, db, log, meta, data_file }) })
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                dir,
+                db,
+                log,
+                meta,
+                data_file,
+            }),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -185,7 +202,10 @@ impl LogStore {
         let what = || format!("log record at index {index} in {}", self.inner.dir.display());
         let entry: Entry = decode_record(bytes, &what)?;
         if entry.log_id.index != index {
-            return Err(Error::corrupt(what(), format!("holds the entry of index {}", entry.log_id.index)));
+            return Err(Error::corrupt(
+                what(),
+                format!("holds the entry of index {}", entry.log_id.index),
+            ));
         }
         Ok(entry)
     }
@@ -226,7 +246,13 @@ impl LogStore {
         match self.inner.meta.get(name)? {
             None => Ok(None),
             Some(v) => {
-                let what = || format!("meta record `{}` in {}", String::from_utf8_lossy(name), self.inner.dir.display());
+                let what = || {
+                    format!(
+                        "meta record `{}` in {}",
+                        String::from_utf8_lossy(name),
+                        self.inner.dir.display()
+                    )
+                };
                 Ok(Some(decode_record(&v, &what)?))
             }
         }
@@ -285,7 +311,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last_purged = self.read_last_purged().map_err(read_err)?;
         let (_, last) = self.first_and_last().map_err(read_err)?;
         let last_log_id = last.map(|e| e.log_id).or(last_purged);
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -297,7 +326,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.write_meta(META_VOTE, vote)?;
             self.sync().await
         };
-        result.await.map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+        result
+            .await
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {

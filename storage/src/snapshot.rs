@@ -60,7 +60,8 @@ impl SnapshotFile {
 /// Encodes a whole snapshot file.
 pub fn encode_snapshot(meta: &SnapshotMeta, payload: &[u8]) -> Result<Vec<u8>> {
     let meta_bytes = bincode::serde::encode_to_vec(meta, bincode_config())?;
-    let meta_len = u32::try_from(meta_bytes.len()).map_err(|_| Error::InvalidInput("snapshot meta too large".into()))?;
+    let meta_len =
+        u32::try_from(meta_bytes.len()).map_err(|_| Error::InvalidInput("snapshot meta too large".into()))?;
     let mut out = Vec::with_capacity(FIXED_BEFORE_META + meta_bytes.len() + FIXED_AFTER_META + payload.len());
     out.extend_from_slice(SNAPSHOT_MAGIC);
     out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
@@ -79,25 +80,37 @@ pub fn decode_snapshot(bytes: &[u8], what: &str) -> Result<SnapshotFile> {
     let corrupt = |reason: String| Error::corrupt(format!("snapshot {what}"), reason);
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     if bytes.len() < FIXED_BEFORE_META {
-        return Err(corrupt(format!("truncated: {} bytes, shorter than the fixed header", bytes.len())));
+        return Err(corrupt(format!(
+            "truncated: {} bytes, shorter than the fixed header",
+            bytes.len()
+        )));
     }
     if &bytes[0..8] != SNAPSHOT_MAGIC {
         return Err(corrupt("bad magic: not a Gavel snapshot file".into()));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     if version != SNAPSHOT_FORMAT_VERSION {
-        return Err(corrupt(format!("unsupported format version {version} (this build reads {SNAPSHOT_FORMAT_VERSION})")));
+        return Err(corrupt(format!(
+            "unsupported format version {version} (this build reads {SNAPSHOT_FORMAT_VERSION})"
+        )));
     }
     let meta_len = u32_at(10) as usize;
     let header_end = FIXED_BEFORE_META
         .checked_add(meta_len)
         .and_then(|n| n.checked_add(FIXED_AFTER_META))
         .filter(|&n| n <= bytes.len())
-        .ok_or_else(|| corrupt(format!("truncated header: meta length {meta_len} runs past the end of {} bytes", bytes.len())))?;
+        .ok_or_else(|| {
+            corrupt(format!(
+                "truncated header: meta length {meta_len} runs past the end of {} bytes",
+                bytes.len()
+            ))
+        })?;
     let header_crc = u32_at(header_end - 4);
     let computed = crc32fast::hash(&bytes[..header_end - 4]);
     if computed != header_crc {
-        return Err(corrupt(format!("header checksum mismatch: stored {header_crc:08x}, computed {computed:08x}")));
+        return Err(corrupt(format!(
+            "header checksum mismatch: stored {header_crc:08x}, computed {computed:08x}"
+        )));
     }
     let meta_end = FIXED_BEFORE_META + meta_len;
     let meta: SnapshotMeta = decode_exact(&bytes[FIXED_BEFORE_META..meta_end], &|| format!("snapshot {what} meta"))?;
@@ -105,22 +118,39 @@ pub fn decode_snapshot(bytes: &[u8], what: &str) -> Result<SnapshotFile> {
     let payload_crc = u32_at(meta_end + 8);
     let have = (bytes.len() - header_end) as u64;
     if have < payload_len {
-        return Err(corrupt(format!("truncated: header says {payload_len} payload bytes, only {have} present")));
+        return Err(corrupt(format!(
+            "truncated: header says {payload_len} payload bytes, only {have} present"
+        )));
     }
     if have > payload_len {
-        return Err(corrupt(format!("{} unexpected bytes after the payload", have - payload_len)));
+        return Err(corrupt(format!(
+            "{} unexpected bytes after the payload",
+            have - payload_len
+        )));
     }
     let payload = &bytes[header_end..];
     let computed = crc32fast::hash(payload);
     if computed != payload_crc {
-        return Err(corrupt(format!("payload checksum mismatch: stored {payload_crc:08x}, computed {computed:08x}")));
+        return Err(corrupt(format!(
+            "payload checksum mismatch: stored {payload_crc:08x}, computed {computed:08x}"
+        )));
     }
-    Ok(SnapshotFile { version, meta, payload_crc, header_crc, payload_offset: header_end, payload_len: payload.len() })
+    Ok(SnapshotFile {
+        version,
+        meta,
+        payload_crc,
+        header_crc,
+        payload_offset: header_end,
+        payload_len: payload.len(),
+    })
 }
 
 /// `snap-<term:016x>-<index:016x>.snap` for the snapshot's last log id.
 pub fn file_name(meta: &SnapshotMeta) -> String {
-    let (term, index) = meta.last_log_id.map(|id| (id.leader_id.term, id.index)).unwrap_or((0, 0));
+    let (term, index) = meta
+        .last_log_id
+        .map(|id| (id.leader_id.term, id.index))
+        .unwrap_or((0, 0));
     format!("snap-{term:016x}-{index:016x}{SNAPSHOT_SUFFIX}")
 }
 
@@ -131,7 +161,10 @@ pub fn parse_file_name(name: &str) -> Option<(u64, u64)> {
     if term.len() != 16 || index.len() != 16 {
         return None;
     }
-    Some((u64::from_str_radix(term, 16).ok()?, u64::from_str_radix(index, 16).ok()?))
+    Some((
+        u64::from_str_radix(term, 16).ok()?,
+        u64::from_str_radix(index, 16).ok()?,
+    ))
 }
 
 /// Reads and checks one snapshot file.
@@ -151,7 +184,7 @@ pub fn list_snapshot_files(dir: &Path) -> Result<Vec<PathBuf>> {
             found.push(((index, term), entry.path()));
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
@@ -282,7 +315,8 @@ mod tests {
         let dir = SnapshotDir::open(tmp.path()).unwrap();
         for i in 1..=5 {
             let m = meta(1, i * 10);
-            dir.write(&m, &encode_snapshot(&m, format!("state {i}").as_bytes()).unwrap()).unwrap();
+            dir.write(&m, &encode_snapshot(&m, format!("state {i}").as_bytes()).unwrap())
+                .unwrap();
         }
         let files = list_snapshot_files(tmp.path()).unwrap();
         assert_eq!(files.len(), SNAPSHOTS_KEPT);
@@ -293,7 +327,11 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         fs::write(&newest, bytes).unwrap();
-        fs::write(tmp.path().join("snap-0000000000000001-0000000000000063.snap.tmp"), b"partial").unwrap();
+        fs::write(
+            tmp.path().join("snap-0000000000000001-0000000000000063.snap.tmp"),
+            b"partial",
+        )
+        .unwrap();
 
         let dir = SnapshotDir::open(tmp.path()).unwrap();
         let (path, bytes, f) = dir.load_newest_valid().unwrap().unwrap();
@@ -301,6 +339,12 @@ mod tests {
         assert_eq!(f.payload(&bytes), b"state 4");
         assert!(newest.with_extension("snap.broken").exists());
         assert!(!newest.exists());
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "tmp").count(), 0);
+        assert_eq!(
+            fs::read_dir(tmp.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "tmp")
+                .count(),
+            0
+        );
     }
 }

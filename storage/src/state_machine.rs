@@ -16,7 +16,9 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError};
 
 use crate::snapshot::{decode_snapshot, encode_snapshot, SnapshotDir};
-use crate::{AuctionBook, Entry, Error, LogId, Response, Result, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::{
+    AuctionBook, Entry, Error, LogId, Response, Result, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 /// What the state machine has applied.
 #[derive(Debug, Clone, Default)]
@@ -51,7 +53,10 @@ impl StateMachineStore {
             applied.last_membership = file.meta.last_membership.clone();
             tracing::info!(file = %path.display(), last_applied = ?applied.last_applied, "restored state from snapshot");
         }
-        Ok(StateMachineStore { state: Arc::new(RwLock::new(applied)), snapshots })
+        Ok(StateMachineStore {
+            state: Arc::new(RwLock::new(applied)),
+            snapshots,
+        })
     }
 
     /// Read access to the applied state. Hold it briefly; never across an `.await`.
@@ -94,7 +99,10 @@ impl StateMachineStore {
     pub async fn build(&self) -> Result<(SnapshotMeta, Vec<u8>)> {
         let (book, meta) = {
             let state = self.read();
-            let (term, index) = state.last_applied.map(|id| (id.leader_id.term, id.index)).unwrap_or((0, 0));
+            let (term, index) = state
+                .last_applied
+                .map(|id| (id.leader_id.term, id.index))
+                .unwrap_or((0, 0));
             let meta = SnapshotMeta {
                 last_log_id: state.last_applied,
                 last_membership: state.last_membership.clone(),
@@ -119,7 +127,10 @@ impl StateMachineStore {
         if file.meta.last_log_id != meta.last_log_id {
             return Err(Error::corrupt(
                 "received snapshot",
-                format!("file says last log id {:?}, transfer says {:?}", file.meta.last_log_id, meta.last_log_id),
+                format!(
+                    "file says last log id {:?}, transfer says {:?}",
+                    file.meta.last_log_id, meta.last_log_id
+                ),
             ));
         }
         let book = AuctionBook::decode(file.payload(&bytes))?;
@@ -132,21 +143,31 @@ impl StateMachineStore {
         .await
         .map_err(|e| Error::io(self.snapshots.path(), std::io::Error::other(e)))??;
         let mut state = self.state.write().expect("state machine lock poisoned");
-        *state = Applied { book, last_applied: meta.last_log_id, last_membership: meta.last_membership.clone() };
+        *state = Applied {
+            book,
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+        };
         tracing::info!(last_applied = ?meta.last_log_id, "installed snapshot from the leader");
         Ok(())
     }
 
     /// The newest valid snapshot file: its meta and bytes.
     pub fn current(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>> {
-        Ok(self.snapshots.load_newest_valid()?.map(|(_, bytes, file)| (file.meta, bytes)))
+        Ok(self
+            .snapshots
+            .load_newest_valid()?
+            .map(|(_, bytes, file)| (file.meta, bytes)))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (meta, bytes) = self.build().await.map_err(snapshot_err)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
     }
 }
 
@@ -174,14 +195,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         self.install(meta, snapshot.into_inner()).await.map_err(snapshot_err)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let current = self.current().map_err(|e| {
-            StorageError::from(StorageIOError::new(ErrorSubject::Snapshot(None), ErrorVerb::Read, AnyError::new(&e)))
+            StorageError::from(StorageIOError::new(
+                ErrorSubject::Snapshot(None),
+                ErrorVerb::Read,
+                AnyError::new(&e),
+            ))
         })?;
-        Ok(current.map(|(meta, bytes)| Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
+        Ok(current.map(|(meta, bytes)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
     }
 }

@@ -255,11 +255,25 @@ pub struct AuctionEvent {
 pub enum EventKind {
     Created,
     Opened,
-    BidAccepted { bid_id: u64, bidder: String, price: Money, leader: String },
-    Extended { ends_at_ms: TimestampMs, extensions: u32 },
-    Closed { outcome: Outcome },
-    Cancelled { by: Actor },
-    Reassigned { worker: Option<NodeId> },
+    BidAccepted {
+        bid_id: u64,
+        bidder: String,
+        price: Money,
+        leader: String,
+    },
+    Extended {
+        ends_at_ms: TimestampMs,
+        extensions: u32,
+    },
+    Closed {
+        outcome: Outcome,
+    },
+    Cancelled {
+        by: Actor,
+    },
+    Reassigned {
+        worker: Option<NodeId>,
+    },
 }
 
 /// The state of one auction in the book.

@@ -9,10 +9,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gavel_storage::{AuctionSpec, Command, IncrementRule, LogStore, LogStoreOptions, Op, Response, StateMachineStore, TypeConfig};
+use gavel_storage::{
+    AuctionSpec, Command, IncrementRule, LogStore, LogStoreOptions, Op, Response, StateMachineStore, TypeConfig,
+};
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
 use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 
@@ -48,7 +53,11 @@ impl RaftNetwork<TypeConfig> for NoNetwork {
     ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
         Err(unreachable())
     }
-    async fn vote(&mut self, _rpc: VoteRequest<u64>, _option: RPCOption) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<u64>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         Err(unreachable())
     }
 }
@@ -76,7 +85,12 @@ fn open_stores(dir: &Path) -> (LogStore, StateMachineStore) {
     let deadline = Instant::now() + WAIT;
     loop {
         match LogStore::open(dir.join("sled"), LogStoreOptions::default()) {
-            Ok(log) => return (log, StateMachineStore::open(dir.join("snapshots")).expect("open state machine")),
+            Ok(log) => {
+                return (
+                    log,
+                    StateMachineStore::open(dir.join("snapshots")).expect("open state machine"),
+                )
+            }
             Err(e) if Instant::now() < deadline => {
                 eprintln!("log store not yet released ({e}); retrying");
                 std::thread::sleep(Duration::from_millis(50));
@@ -88,16 +102,27 @@ fn open_stores(dir: &Path) -> (LogStore, StateMachineStore) {
 
 async fn start(dir: &Path, initialize: bool) -> Node {
     let (log, sm) = open_stores(dir);
-    let raft = Raft::new(1, config(), NoNetwork, log, sm.clone()).await.expect("raft starts");
+    let raft = Raft::new(1, config(), NoNetwork, log, sm.clone())
+        .await
+        .expect("raft starts");
     if initialize {
-        raft.initialize(BTreeMap::from([(1, BasicNode::new("127.0.0.1:0"))])).await.expect("initialize");
+        raft.initialize(BTreeMap::from([(1, BasicNode::new("127.0.0.1:0"))]))
+            .await
+            .expect("initialize");
     }
-    raft.wait(Some(WAIT)).current_leader(1, "node 1 leads").await.expect("leader elected");
+    raft.wait(Some(WAIT))
+        .current_leader(1, "node 1 leads")
+        .await
+        .expect("leader elected");
     Node { raft, sm }
 }
 
 async fn write(node: &Node, ts: u64, op: Op) -> Response {
-    node.raft.client_write(Command::new(ts, op)).await.expect("client_write").data
+    node.raft
+        .client_write(Command::new(ts, op))
+        .await
+        .expect("client_write")
+        .data
 }
 
 fn spec() -> AuctionSpec {
@@ -115,7 +140,17 @@ fn spec() -> AuctionSpec {
 }
 
 async fn bid(node: &Node, ts: u64, bidder: &str, amount: u64) -> Response {
-    write(node, ts, Op::PlaceBid { auction_id: 1, bidder: bidder.into(), amount: Some(amount), max_amount: None }).await
+    write(
+        node,
+        ts,
+        Op::PlaceBid {
+            auction_id: 1,
+            bidder: bidder.into(),
+            amount: Some(amount),
+            max_amount: None,
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,18 +159,59 @@ async fn reopen_after_snapshot_and_purge_gives_identical_state() {
     let node = start(dir.path(), true).await;
 
     eprintln!("phase: write, snapshot, purge, write more");
-    write(&node, T0, Op::RegisterWorker { node_id: 1, addr: "127.0.0.1:7070".into(), udp_addr: "127.0.0.1:7071".into(), max_auctions: 10 }).await;
-    let created = write(&node, T0 + 1, Op::CreateAuction { spec: spec(), worker: Some(1) }).await;
-    assert!(matches!(created, Response::AuctionCreated { auction_id: 1, .. }), "{created:?}");
+    write(
+        &node,
+        T0,
+        Op::RegisterWorker {
+            node_id: 1,
+            addr: "127.0.0.1:7070".into(),
+            udp_addr: "127.0.0.1:7071".into(),
+            max_auctions: 10,
+        },
+    )
+    .await;
+    let created = write(
+        &node,
+        T0 + 1,
+        Op::CreateAuction {
+            spec: spec(),
+            worker: Some(1),
+        },
+    )
+    .await;
+    assert!(
+        matches!(created, Response::AuctionCreated { auction_id: 1, .. }),
+        "{created:?}"
+    );
     for i in 0..20u64 {
-        let r = bid(&node, T0 + 10 + i, if i % 2 == 0 { "ann" } else { "bob" }, 1_000 + i * 100).await;
+        let r = bid(
+            &node,
+            T0 + 10 + i,
+            if i % 2 == 0 { "ann" } else { "bob" },
+            1_000 + i * 100,
+        )
+        .await;
         assert!(matches!(r, Response::BidAccepted(_)), "bid {i}: {r:?}");
     }
     node.raft.trigger().snapshot().await.unwrap();
-    let m = node.raft.wait(Some(WAIT)).metrics(|m| m.snapshot.is_some() && m.purged == m.snapshot, "snapshot built and log purged").await.unwrap();
+    let m = node
+        .raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.snapshot.is_some() && m.purged == m.snapshot,
+            "snapshot built and log purged",
+        )
+        .await
+        .unwrap();
     let snap_index = m.snapshot.unwrap().index;
     for i in 20..30u64 {
-        bid(&node, T0 + 10 + i, if i % 2 == 0 { "ann" } else { "bob" }, 1_000 + i * 100).await;
+        bid(
+            &node,
+            T0 + 10 + i,
+            if i % 2 == 0 { "ann" } else { "bob" },
+            1_000 + i * 100,
+        )
+        .await;
     }
     let applied = node.raft.metrics().borrow().last_applied.unwrap();
     let hash_before = node.sm.state_hash();
@@ -145,7 +221,11 @@ async fn reopen_after_snapshot_and_purge_gives_identical_state() {
     node.raft.shutdown().await.unwrap();
     drop(node);
     let node = start(dir.path(), false).await;
-    node.raft.wait(Some(WAIT)).applied_index_at_least(Some(applied.index), "committed tail re-applied").await.unwrap();
+    node.raft
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(applied.index), "committed tail re-applied")
+        .await
+        .unwrap();
     assert_eq!(node.sm.state_hash(), hash_before, "state hash after reopen");
     let book_price = node.sm.read().book.auction(1).unwrap().price;
     assert_eq!(book_price, 3_900, "last bid survives");
@@ -153,12 +233,19 @@ async fn reopen_after_snapshot_and_purge_gives_identical_state() {
     eprintln!("phase: the log below the snapshot stays purged; a new write still works");
     let purged = node.raft.metrics().borrow().purged;
     assert!(purged.expect("purge point persisted").index >= snap_index);
-    assert!(matches!(bid(&node, T0 + 100, "cat", 10_000).await, Response::BidAccepted(_)));
+    assert!(matches!(
+        bid(&node, T0 + 100, "cat", 10_000).await,
+        Response::BidAccepted(_)
+    ));
 
     eprintln!("phase: installing this node's snapshot into an empty state machine reproduces its state");
     node.raft.trigger().snapshot().await.unwrap();
     let last = node.raft.metrics().borrow().last_applied;
-    node.raft.wait(Some(WAIT)).snapshot(last.unwrap(), "second snapshot").await.unwrap();
+    node.raft
+        .wait(Some(WAIT))
+        .snapshot(last.unwrap(), "second snapshot")
+        .await
+        .unwrap();
     let (meta, bytes) = node.sm.current().unwrap().expect("a snapshot exists");
     let other_dir = tempfile::tempdir().unwrap();
     let other = StateMachineStore::open(other_dir.path()).unwrap();

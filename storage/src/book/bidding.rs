@@ -7,7 +7,7 @@
 use super::lifecycle::{check_biddable, check_party};
 use super::AuctionBook;
 use crate::command::{BidAccepted, Rejection, Response};
-use crate::types::{Auction, AuctionId, BidRecord, EventKind, Leader, Money, TimestampMs};
+use crate::types::{Auction, AuctionEvent, AuctionId, BidRecord, EventKind, Leader, Money, TimestampMs};
 
 /// What an accepted bid does to an auction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +17,8 @@ pub(super) struct BidPlan {
     pub(super) amount: Money,
     pub(super) max_amount: Money,
     pub(super) price: Money,
-    /// The leader afterwards: `(bidder, max_amount)`, and whether the bid made or kept
-    /// the bidder as leader (then this bid's id becomes the leader's `bid_id`).
+    /// The leader afterwards and their maximum; `bidder_leads` when this bid made or kept
+    /// the bidder as leader (then the leader is replaced, with this bid's id as `bid_id`).
     pub(super) leader: String,
     pub(super) leader_max: Money,
     pub(super) bidder_leads: bool,
@@ -32,7 +32,9 @@ pub(super) fn plan_bid(
     amount: Option<Money>,
     max_amount: Option<Money>,
 ) -> Result<BidPlan, Rejection> {
-    let invalid = |reason: &str| Rejection::InvalidAmount { reason: reason.to_string() };
+    let invalid = |reason: &str| Rejection::InvalidAmount {
+        reason: reason.to_string(),
+    };
     match (amount, max_amount) {
         (None, None) => return Err(invalid("give an amount or a max_amount")),
         (Some(0), _) | (_, Some(0)) => return Err(invalid("amounts must be greater than 0")),
@@ -51,7 +53,9 @@ pub(super) fn plan_bid(
         // The leader raises their own maximum; what they bid in the open is irrelevant.
         let max = max_amount.or(amount).unwrap_or(0);
         if max <= leader.max_amount {
-            return Err(Rejection::MaxNotRaised { current_max: leader.max_amount });
+            return Err(Rejection::MaxNotRaised {
+                current_max: leader.max_amount,
+            });
         }
         let price = with_reserve(auction.price, max);
         return Ok(BidPlan {
@@ -64,7 +68,9 @@ pub(super) fn plan_bid(
         });
     }
 
-    let min = auction.min_next_bid().ok_or_else(|| invalid("the minimum next bid overflows"))?;
+    let min = auction
+        .min_next_bid()
+        .ok_or_else(|| invalid("the minimum next bid overflows"))?;
     let amount = amount.unwrap_or(min);
     let max = max_amount.unwrap_or(amount);
     if amount < min || max < min {
@@ -82,13 +88,20 @@ pub(super) fn plan_bid(
         None => plan(amount, bidder, max, true),
         Some(leader) if max > leader.max_amount => {
             // The challenger wins: one increment over the old maximum, capped by theirs.
-            let step = leader.max_amount.saturating_add(increment.increment_at(leader.max_amount));
+            let step = leader
+                .max_amount
+                .saturating_add(increment.increment_at(leader.max_amount));
             plan(amount.max(step.min(max)), bidder, max, true)
         }
         Some(leader) => {
             // The leader's proxy answers (ties go to the earlier bid).
             let step = max.saturating_add(increment.increment_at(max));
-            plan(amount.max(step.min(leader.max_amount)), &leader.bidder, leader.max_amount, false)
+            plan(
+                amount.max(step.min(leader.max_amount)),
+                &leader.bidder,
+                leader.max_amount,
+                false,
+            )
         }
     })
 }
@@ -109,7 +122,9 @@ impl AuctionBook {
         let bid_id = self
             .last_bid_id
             .checked_add(1)
-            .ok_or_else(|| Rejection::InvalidAmount { reason: "bid ids are exhausted".into() })?;
+            .ok_or_else(|| Rejection::InvalidAmount {
+                reason: "bid ids are exhausted".into(),
+            })?;
 
         self.last_bid_id = bid_id;
         let mut events = Vec::new();
@@ -118,17 +133,19 @@ impl AuctionBook {
             return Err(Rejection::UnknownAuction { auction_id: id });
         };
         auction.price = plan.price;
-        match &mut auction.leader {
-            Some(leader) if !plan.bidder_leads => leader.max_amount = plan.leader_max,
-            leader => {
-                *leader = Some(Leader { bidder: plan.leader.clone(), max_amount: plan.leader_max, bid_id })
-            }
+        if plan.bidder_leads {
+            auction.leader = Some(Leader {
+                bidder: plan.leader.clone(),
+                max_amount: plan.leader_max,
+                bid_id,
+            });
         }
-        let soft_close = auction.spec.soft_close;
-        let ends_at_ms = auction.ends_at_ms;
-        let extensions = auction.extensions;
-        let kind =
-            EventKind::BidAccepted { bid_id, bidder: bidder.to_string(), price: plan.price, leader: plan.leader.clone() };
+        let kind = EventKind::BidAccepted {
+            bid_id,
+            bidder: bidder.to_string(),
+            price: plan.price,
+            leader: plan.leader.clone(),
+        };
         if let Some(event) = self.emit(id, now, kind) {
             let record = BidRecord {
                 bid_id,
@@ -145,27 +162,7 @@ impl AuctionBook {
             }
             events.push(event);
         }
-
-        // Soft close: a bid within the window pushes the end out, up to the cap.
-        let mut new_ends_at_ms = ends_at_ms;
-        if let Some(soft_close) = soft_close {
-            let window_ms = u64::from(soft_close.window_secs) * 1000;
-            let extended_ms = now.saturating_add(u64::from(soft_close.extend_secs) * 1000);
-            if ends_at_ms.saturating_sub(now) <= window_ms && extensions < soft_close.max_extensions && extended_ms > ends_at_ms
-            {
-                new_ends_at_ms = extended_ms;
-                if let Some(auction) = self.auctions.get_mut(&id) {
-                    auction.ends_at_ms = extended_ms;
-                    auction.extensions = extensions + 1;
-                }
-                self.emit_into(
-                    &mut events,
-                    id,
-                    now,
-                    EventKind::Extended { ends_at_ms: extended_ms, extensions: extensions + 1 },
-                );
-            }
-        }
+        self.extend_if_sniped(&mut events, id, now);
 
         let auction = self.get(id)?;
         Ok(Response::BidAccepted(BidAccepted {
@@ -175,9 +172,36 @@ impl AuctionBook {
             leading: plan.leader == bidder,
             leader: plan.leader,
             min_next_bid: auction.min_next_bid().unwrap_or(Money::MAX),
-            ends_at_ms: new_ends_at_ms,
+            ends_at_ms: auction.ends_at_ms,
             reserve_met: auction.reserve_met(),
             events,
         }))
+    }
+
+    /// Soft close, after an accepted bid at `now`: within `window_secs` of the end, move
+    /// the end to `now + extend_secs` (an `Extended` event), unless that is not later than
+    /// the current end or `max_extensions` are used up.
+    fn extend_if_sniped(&mut self, events: &mut Vec<AuctionEvent>, id: AuctionId, now: TimestampMs) {
+        let Some(auction) = self.auctions.get_mut(&id) else {
+            return;
+        };
+        let Some(soft_close) = auction.spec.soft_close else {
+            return;
+        };
+        let window_ms = u64::from(soft_close.window_secs) * 1000;
+        let extended_ms = now.saturating_add(u64::from(soft_close.extend_secs) * 1000);
+        if auction.ends_at_ms.saturating_sub(now) > window_ms
+            || auction.extensions >= soft_close.max_extensions
+            || extended_ms <= auction.ends_at_ms
+        {
+            return;
+        }
+        auction.ends_at_ms = extended_ms;
+        auction.extensions += 1;
+        let kind = EventKind::Extended {
+            ends_at_ms: extended_ms,
+            extensions: auction.extensions,
+        };
+        self.emit_into(events, id, now, kind);
     }
 }

@@ -37,7 +37,9 @@ pub fn check_key(key: &str) -> Result<(), String> {
         return Err("idempotency key must not be empty".into());
     }
     if key.len() > IDEMPOTENCY_KEY_MAX_BYTES {
-        return Err(format!("idempotency key is longer than {IDEMPOTENCY_KEY_MAX_BYTES} bytes"));
+        return Err(format!(
+            "idempotency key is longer than {IDEMPOTENCY_KEY_MAX_BYTES} bytes"
+        ));
     }
     Ok(())
 }
@@ -121,13 +123,7 @@ impl IdempotencyTable {
 
     /// Stores the first response under `key`, evicting expired entries, then the oldest,
     /// so that the table holds at most `max_keys` keys afterwards.
-    pub(crate) fn insert(
-        &mut self,
-        key: &str,
-        fingerprint: Fingerprint,
-        response: Response,
-        now: TimestampMs,
-    ) {
+    pub(crate) fn insert(&mut self, key: &str, fingerprint: Fingerprint, response: Response, now: TimestampMs) {
         while let Some((ts_ms, _)) = self.by_time.first() {
             if !self.is_expired(*ts_ms, now) {
                 break;
@@ -139,7 +135,14 @@ impl IdempotencyTable {
         }
         while self.entries.len() as u64 >= self.max_keys && self.evict_oldest() {}
         self.by_time.insert((now, key.to_string()));
-        self.entries.insert(key.to_string(), Entry { fingerprint, response, ts_ms: now });
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                fingerprint,
+                response,
+                ts_ms: now,
+            },
+        );
     }
 
     /// Removes the entry with the smallest `(ts, key)`; `false` if the table was empty.

@@ -19,7 +19,8 @@ impl AuctionBook {
             if id != auction.id || id == 0 || id > self.last_auction_id {
                 return Err(format!("auction {id}: id does not match its key or the id counter"));
             }
-            self.check_events(auction).map_err(|reason| format!("auction {id}: {reason}"))?;
+            self.check_events(auction)
+                .map_err(|reason| format!("auction {id}: {reason}"))?;
             if let (Some(node_id), false) = (auction.worker, auction.status.is_final()) {
                 hosted.entry(node_id).or_default().insert(id);
             }
@@ -50,7 +51,10 @@ impl AuctionBook {
         let first_seq = auction.seq - expected_len + 1;
         for (offset, event) in events.iter().enumerate() {
             if event.seq != first_seq + offset as u64 || event.auction_id != auction.id {
-                return Err(format!("retained event {offset} has seq {} or the wrong auction", event.seq));
+                return Err(format!(
+                    "retained event {offset} has seq {} or the wrong auction",
+                    event.seq
+                ));
             }
         }
         Ok(())
@@ -93,7 +97,10 @@ fn check_auction(auction: &Auction, last_bid_id: u64) -> Result<(), String> {
     if auction.ends_at_ms < auction.spec.ends_at_ms {
         return Err("ends_at moved earlier than the spec's".into());
     }
-    let max_extensions = auction.spec.soft_close.map_or(0, |soft_close| soft_close.max_extensions);
+    let max_extensions = auction
+        .spec
+        .soft_close
+        .map_or(0, |soft_close| soft_close.max_extensions);
     if auction.extensions > max_extensions {
         return Err("more soft-close extensions than allowed".into());
     }

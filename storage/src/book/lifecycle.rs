@@ -5,7 +5,7 @@
 use super::{check_not_final, AuctionBook};
 use crate::command::{Rejection, Response};
 use crate::types::{
-    Actor, Auction, AuctionId, AuctionSpec, AuctionStatus, EventKind, NodeId, Outcome, TimestampMs,
+    Actor, Auction, AuctionEvent, AuctionId, AuctionSpec, AuctionStatus, EventKind, NodeId, Outcome, TimestampMs,
     NAME_MAX_BYTES,
 };
 
@@ -18,7 +18,9 @@ impl AuctionBook {
     ) -> Result<Response, Rejection> {
         spec.validate().map_err(|reason| Rejection::InvalidInput { reason })?;
         if spec.ends_at_ms <= now {
-            return Err(Rejection::InvalidInput { reason: "ends_at is in the past".into() });
+            return Err(Rejection::InvalidInput {
+                reason: "ends_at is in the past".into(),
+            });
         }
         if let Some(node_id) = worker {
             self.check_capacity(node_id)?;
@@ -26,7 +28,9 @@ impl AuctionBook {
         let id = self
             .last_auction_id
             .checked_add(1)
-            .ok_or_else(|| Rejection::InvalidInput { reason: "auction ids are exhausted".into() })?;
+            .ok_or_else(|| Rejection::InvalidInput {
+                reason: "auction ids are exhausted".into(),
+            })?;
 
         let opens_now = now >= spec.starts_at_ms;
         self.last_auction_id = id;
@@ -36,7 +40,11 @@ impl AuctionBook {
                 id,
                 spec: spec.clone(),
                 created_at_ms: now,
-                status: if opens_now { AuctionStatus::Open } else { AuctionStatus::Scheduled },
+                status: if opens_now {
+                    AuctionStatus::Open
+                } else {
+                    AuctionStatus::Scheduled
+                },
                 price: 0,
                 leader: None,
                 ends_at_ms: spec.ends_at_ms,
@@ -56,14 +64,20 @@ impl AuctionBook {
         if opens_now {
             self.emit_into(&mut events, id, now, EventKind::Opened);
         }
-        Ok(Response::AuctionCreated { auction_id: id, worker, events })
+        Ok(Response::AuctionCreated {
+            auction_id: id,
+            worker,
+            events,
+        })
     }
 
     pub(super) fn open_auction(&mut self, id: AuctionId, now: TimestampMs) -> Result<Response, Rejection> {
         let auction = self.get(id)?;
         check_not_final(auction)?;
         if now < auction.spec.starts_at_ms {
-            return Err(Rejection::AuctionNotOpen { starts_at_ms: auction.spec.starts_at_ms });
+            return Err(Rejection::AuctionNotOpen {
+                starts_at_ms: auction.spec.starts_at_ms,
+            });
         }
         let mut events = Vec::new();
         self.open_if_due(&mut events, id, now);
@@ -84,16 +98,25 @@ impl AuctionBook {
 
         let mut events = Vec::new();
         self.open_if_due(&mut events, id, now);
-        let outcome = Outcome::BoughtNow { buyer: buyer.to_string(), price };
+        let outcome = Outcome::BoughtNow {
+            buyer: buyer.to_string(),
+            price,
+        };
         self.finish(&mut events, id, now, AuctionStatus::Closed, outcome.clone());
-        Ok(Response::AuctionEnded { auction_id: id, outcome, events })
+        Ok(Response::AuctionEnded {
+            auction_id: id,
+            outcome,
+            events,
+        })
     }
 
     pub(super) fn close_auction(&mut self, id: AuctionId, now: TimestampMs) -> Result<Response, Rejection> {
         let auction = self.get(id)?;
         check_not_final(auction)?;
         if now < auction.ends_at_ms {
-            return Err(Rejection::NotYetEnded { ends_at_ms: auction.ends_at_ms });
+            return Err(Rejection::NotYetEnded {
+                ends_at_ms: auction.ends_at_ms,
+            });
         }
         let outcome = match (&auction.leader, auction.spec.reserve_price) {
             (None, _) => Outcome::NoBids,
@@ -101,14 +124,26 @@ impl AuctionBook {
                 highest_bidder: leader.bidder.clone(),
                 highest_bid: auction.price,
             },
-            (Some(leader), _) => Outcome::Sold { winner: leader.bidder.clone(), price: auction.price },
+            (Some(leader), _) => Outcome::Sold {
+                winner: leader.bidder.clone(),
+                price: auction.price,
+            },
         };
         let mut events = Vec::new();
         self.finish(&mut events, id, now, AuctionStatus::Closed, outcome.clone());
-        Ok(Response::AuctionEnded { auction_id: id, outcome, events })
+        Ok(Response::AuctionEnded {
+            auction_id: id,
+            outcome,
+            events,
+        })
     }
 
-    pub(super) fn cancel_auction(&mut self, id: AuctionId, by: &Actor, now: TimestampMs) -> Result<Response, Rejection> {
+    pub(super) fn cancel_auction(
+        &mut self,
+        id: AuctionId,
+        by: &Actor,
+        now: TimestampMs,
+    ) -> Result<Response, Rejection> {
         let auction = self.get(id)?;
         check_not_final(auction)?;
         if let Actor::Seller(seller) = by {
@@ -122,12 +157,16 @@ impl AuctionBook {
         let outcome = Outcome::Cancelled { by: by.clone() };
         let mut events = Vec::new();
         self.finish(&mut events, id, now, AuctionStatus::Cancelled, outcome.clone());
-        Ok(Response::AuctionEnded { auction_id: id, outcome, events })
+        Ok(Response::AuctionEnded {
+            auction_id: id,
+            outcome,
+            events,
+        })
     }
 
     /// Opens a `Scheduled` auction whose `starts_at` has passed (an `Opened` event); a
     /// no-op otherwise.
-    pub(super) fn open_if_due(&mut self, events: &mut Vec<crate::types::AuctionEvent>, id: AuctionId, now: TimestampMs) {
+    pub(super) fn open_if_due(&mut self, events: &mut Vec<AuctionEvent>, id: AuctionId, now: TimestampMs) {
         let Some(auction) = self.auctions.get_mut(&id) else {
             return;
         };
@@ -142,7 +181,7 @@ impl AuctionBook {
     /// `Cancelled` event, and it stops counting against its worker's capacity.
     fn finish(
         &mut self,
-        events: &mut Vec<crate::types::AuctionEvent>,
+        events: &mut Vec<AuctionEvent>,
         id: AuctionId,
         now: TimestampMs,
         status: AuctionStatus,
@@ -173,7 +212,9 @@ pub(super) fn check_biddable(auction: &Auction, now: TimestampMs) -> Result<(), 
         return Err(Rejection::AuctionClosed);
     }
     if now < auction.spec.starts_at_ms {
-        return Err(Rejection::AuctionNotOpen { starts_at_ms: auction.spec.starts_at_ms });
+        return Err(Rejection::AuctionNotOpen {
+            starts_at_ms: auction.spec.starts_at_ms,
+        });
     }
     Ok(())
 }
@@ -181,10 +222,14 @@ pub(super) fn check_biddable(auction: &Auction, now: TimestampMs) -> Result<(), 
 /// A bidder or buyer name: non-empty, at most [`NAME_MAX_BYTES`], not the seller.
 pub(super) fn check_party(auction: &Auction, name: &str, role: &str) -> Result<(), Rejection> {
     if name.is_empty() {
-        return Err(Rejection::InvalidInput { reason: format!("{role} must not be empty") });
+        return Err(Rejection::InvalidInput {
+            reason: format!("{role} must not be empty"),
+        });
     }
     if name.len() > NAME_MAX_BYTES {
-        return Err(Rejection::InvalidInput { reason: format!("{role} is longer than {NAME_MAX_BYTES} bytes") });
+        return Err(Rejection::InvalidInput {
+            reason: format!("{role} is longer than {NAME_MAX_BYTES} bytes"),
+        });
     }
     if name == auction.spec.seller {
         return Err(Rejection::SellerCannotBid);

@@ -60,7 +60,11 @@ impl AuctionBook {
             return Err(Rejection::UnknownWorker { node_id });
         }
         if auction.worker == Some(node_id) {
-            return Ok(Response::AuctionAssigned { auction_id: id, worker: node_id, events: Vec::new() });
+            return Ok(Response::AuctionAssigned {
+                auction_id: id,
+                worker: node_id,
+                events: Vec::new(),
+            });
         }
         self.check_capacity(node_id)?;
 
@@ -74,7 +78,11 @@ impl AuctionBook {
         }
         let mut events = Vec::new();
         self.emit_into(&mut events, id, now, EventKind::Reassigned { worker: Some(node_id) });
-        Ok(Response::AuctionAssigned { auction_id: id, worker: node_id, events })
+        Ok(Response::AuctionAssigned {
+            auction_id: id,
+            worker: node_id,
+            events,
+        })
     }
 
     /// `UnknownWorker` unless registered, `NoCapacity` unless it can host one more.
