@@ -70,6 +70,34 @@ async fn run_case(name: &str, fsync: bool, batch: u64, max_entries: u64, max_tim
     }
 }
 
+/// Baseline: sled alone, one insert + one flush per entry, no framing, no fsync, no
+/// thread hop. Shows how much of the single-entry cost is sled's flush itself.
+fn raw_sled_case(max_entries: u64, max_time: Duration) -> CaseResult {
+    let dir = tempfile::tempdir_in("target").expect("temp dir");
+    let db = sled::open(dir.path()).expect("open sled");
+    let value = vec![7u8; 120];
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    let mut n = 0;
+    while n < max_entries && start.elapsed() < max_time {
+        let t = Instant::now();
+        db.insert(n.to_be_bytes(), value.as_slice()).expect("insert");
+        db.flush().expect("flush");
+        latencies.push(t.elapsed());
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort();
+    CaseResult {
+        name: "raw sled, single".into(),
+        entries: n,
+        secs,
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        max_us: percentile(&latencies, 1.0),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -102,6 +130,17 @@ async fn main() {
         );
         results.push(r);
     }
+    let r = raw_sled_case(max_entries, max_time);
+    println!(
+        "{:<20} {:>9} {:>12.0} {:>14.0} {:>14.0} {:>12.0}",
+        r.name,
+        r.entries,
+        r.entries as f64 / r.secs,
+        r.p50_us,
+        r.p99_us,
+        r.max_us
+    );
+    results.push(r);
     let rate = |i: usize| results[i].entries as f64 / results[i].secs;
     println!(
         "batch/single with fsync: {:.1}x; fsync cost (single): {:.2}x slower; fsync cost (batch 64): {:.2}x slower",
