@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::{Config, LogFormat};
 use crate::tools;
 
 #[derive(Debug, Parser)]
@@ -20,12 +21,56 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a node. With an empty data dir and no --join it bootstraps a one-node cluster.
+    Serve(ServeArgs),
     /// Read a stopped node's Raft log (offline, read-only).
     #[command(subcommand)]
     Log(LogCommand),
     /// Read snapshot files (offline, read-only).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+}
+
+/// `gavel serve` flags. Each also comes from `GAVEL_*` and the config file; a flag wins
+/// over its variable, which wins over the file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file (see deploy/gavel.example.toml).
+    #[arg(long, env = "GAVEL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Node id (>= 1), unique in the cluster. [default: 1]
+    #[arg(long, env = "GAVEL_ID")]
+    pub id: Option<u64>,
+    /// Data directory. [default: ./gavel-data]
+    #[arg(long, env = "GAVEL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API and node RPC address. [default: 127.0.0.1:7070]
+    #[arg(long, env = "GAVEL_LISTEN")]
+    pub listen: Option<String>,
+    /// Address peers and clients use to reach this node. [default: the listen address]
+    #[arg(long, env = "GAVEL_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// UDP fast-path address. [default: 127.0.0.1:7071]
+    #[arg(long, env = "GAVEL_UDP")]
+    pub udp: Option<String>,
+    /// Ask the member at this address to add this node (first start only).
+    #[arg(long, env = "GAVEL_JOIN")]
+    pub join: Option<String>,
+    /// Auctions this node hosts as a worker. [default: 10000]
+    #[arg(long, env = "GAVEL_MAX_AUCTIONS")]
+    pub max_auctions: Option<u32>,
+    /// Shared secret of the cluster (>= 16 bytes), required on node RPC and admin routes.
+    #[arg(long, env = "GAVEL_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Cluster name. [default: gavel]
+    #[arg(long, env = "GAVEL_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// Log format. [default: pretty]
+    #[arg(long, env = "GAVEL_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Skip the fsync after each log flush (survives process crashes, not power loss).
+    #[arg(long, env = "GAVEL_NO_FSYNC")]
+    pub no_fsync: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +123,7 @@ pub struct SnapshotArgs {
 
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Serve(args) => serve(&args),
         Command::Log(LogCommand::Dump(args)) => tools::log_dump(&args),
         Command::Log(LogCommand::Verify(args)) => tools::log_verify(&args),
         Command::Snapshot(SnapshotCommand::Inspect(args)) => tools::snapshot_inspect(&args),
@@ -99,5 +145,26 @@ pub fn run(cli: Cli) -> ExitCode {
                 tools::EXIT_ERROR
             })
         }
+    }
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args)?;
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(crate::node::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `RUST_LOG` filters; the default keeps openraft's and sled's chatter at warnings.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }

@@ -1,6 +1,8 @@
 //! The `gavel` binary: parses the command line and hands over to one function.
 
 mod cli;
+mod config;
+mod node;
 mod tools;
 
 use clap::Parser;

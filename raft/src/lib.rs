@@ -1,1 +1,31 @@
-//! gavel-raft: Raft configuration, node-to-node network and membership (issue: cluster node).
+//! gavel-raft: how Gavel nodes run Raft together.
+//!
+//! - [`config`]: openraft timeouts chosen for a loaded 2-core machine.
+//! - [`network`]: the client side of node-to-node RPC (HTTP, bincode bodies, pooled
+//!   keep-alive connections, the cluster secret).
+//! - [`rpc`]: the server side: axum routes under `/raft/` that feed openraft.
+//! - [`cluster`]: writes, membership changes (join, remove) and their errors.
+
+pub mod cluster;
+pub mod config;
+pub mod network;
+pub mod rpc;
+
+pub use cluster::{ClusterError, NodeAddr};
+pub use config::RaftTimings;
+pub use network::HttpNetwork;
+
+/// The Raft handle of a Gavel node.
+pub type Raft = openraft::Raft<gavel_storage::TypeConfig>;
+
+/// Checks a request's `Authorization: Bearer <secret>` against the cluster secret in
+/// constant time. With no secret configured nothing passes: such a node runs alone.
+pub fn secret_matches(configured: Option<&str>, headers: &axum::http::HeaderMap) -> bool {
+    let Some(configured) = configured else { return false };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq::constant_time_eq(given.as_bytes(), configured.as_bytes())
+}

@@ -130,7 +130,7 @@ impl AuctionBook {
             self.last_ts_ms = now;
             return Response::Rejected(Rejection::InvalidInput { reason });
         }
-        let fingerprint = idempotency::fingerprint(&cmd.op);
+        let fingerprint = cmd.request_digest.unwrap_or_else(|| idempotency::fingerprint(&cmd.op));
         match self.idempotency.lookup(key, &fingerprint, now) {
             Lookup::Replay(response) => return response.clone(),
             Lookup::Reused => return Response::Rejected(Rejection::IdempotencyKeyReused),

@@ -29,6 +29,9 @@ pub struct Command {
     pub ts_ms: TimestampMs,
     /// Client-chosen key (the `Idempotency-Key` header); `None` for internal commands.
     pub idempotency_key: Option<String>,
+    /// Digest of the client's request (see `book::idempotency::request_digest`). A retry
+    /// under the same key is recognised by it; without it the op itself is compared.
+    pub request_digest: Option<[u8; 16]>,
     pub op: Op,
 }
 
@@ -37,12 +40,18 @@ impl Command {
         Command {
             ts_ms,
             idempotency_key: None,
+            request_digest: None,
             op,
         }
     }
 
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn with_request_digest(mut self, digest: [u8; 16]) -> Self {
+        self.request_digest = Some(digest);
         self
     }
 }

@@ -44,7 +44,22 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// What the operation under a key is, independent of when it was sent.
+/// Digest of a client's request as it arrived (method, path, body): what an API
+/// stores in [`Command::request_digest`](crate::Command) so that a retry is recognised
+/// even though the operation built from it carries values the leader derives (its clock).
+pub fn request_digest(method: &str, path: &str, body: &[u8]) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    for part in [method.as_bytes(), b"\0", path.as_bytes(), b"\0", body] {
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    let mut fingerprint = [0u8; 16];
+    fingerprint.copy_from_slice(&digest[..16]);
+    fingerprint
+}
+
+/// What the operation under a key is, independent of when it was sent; used when a
+/// command carries no request digest.
 pub fn fingerprint(op: &Op) -> Fingerprint {
     // An `Op` is made of strings, integers, options, vectors and enums, which bincode
     // always encodes; the fallback only keeps this function total.

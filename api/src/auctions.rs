@@ -1,0 +1,360 @@
+//! `/v1/auctions`: create, read and list auctions.
+//!
+//! Writes are validated here (so bad input never reaches the log), proposed through
+//! Raft by the leader (a follower forwards the request), and answered from the
+//! committed result. Reads are linearizable by default (a read-index barrier on the
+//! leader; followers forward); `?consistency=stale` answers from this node at once.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gavel_raft::{cluster, ClusterError};
+use gavel_storage::book::idempotency;
+use gavel_storage::{
+    Auction, AuctionBook, AuctionSpec, AuctionStatus, Command, IncrementBand, IncrementRule, Op, Outcome,
+    Response as BookResponse, SoftClose,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::forward::{forward, RawRequest};
+use crate::json::{now_ms, parse_json, parse_rfc3339, rfc3339};
+use crate::state::AppState;
+
+/// Longest auction accepted.
+pub const AUCTION_DURATION_MAX_SECS: u64 = 365 * 24 * 3600;
+/// Default and largest page of `GET /v1/auctions`.
+pub const LIST_LIMIT_DEFAULT: usize = 50;
+pub const LIST_LIMIT_MAX: usize = 500;
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IncrementDto {
+    Fixed(u64),
+    Table(Vec<BandDto>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BandDto {
+    from: u64,
+    increment: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct SoftCloseDto {
+    window_secs: u32,
+    extend_secs: u32,
+    max_extensions: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAuction {
+    seller: String,
+    title: String,
+    starting_price: u64,
+    increment: IncrementDto,
+    reserve_price: Option<u64>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    duration_secs: Option<u64>,
+    soft_close: Option<SoftCloseDto>,
+    buy_now_price: Option<u64>,
+}
+
+impl CreateAuction {
+    fn into_spec(self, now: u64) -> Result<AuctionSpec, ApiError> {
+        let starts_at_ms = match &self.starts_at {
+            Some(s) => parse_rfc3339("starts_at", s)?,
+            None => now,
+        };
+        let ends_at_ms = match (&self.ends_at, self.duration_secs) {
+            (Some(_), Some(_)) => return Err(ApiError::invalid("give ends_at or duration_secs, not both")),
+            (None, None) => return Err(ApiError::invalid("give ends_at or duration_secs")),
+            (Some(e), None) => parse_rfc3339("ends_at", e)?,
+            (None, Some(0)) => return Err(ApiError::invalid("duration_secs must be > 0")),
+            (None, Some(d)) if d > AUCTION_DURATION_MAX_SECS => {
+                return Err(ApiError::invalid(format!(
+                    "duration_secs must be at most {AUCTION_DURATION_MAX_SECS} (a year)"
+                )))
+            }
+            (None, Some(d)) => starts_at_ms.saturating_add(d * 1000),
+        };
+        if ends_at_ms <= now {
+            return Err(ApiError::invalid("ends_at is in the past"));
+        }
+        let increment = match self.increment {
+            IncrementDto::Fixed(step) => IncrementRule::Fixed(step),
+            IncrementDto::Table(bands) => IncrementRule::Table(
+                bands
+                    .into_iter()
+                    .map(|b| IncrementBand {
+                        from: b.from,
+                        increment: b.increment,
+                    })
+                    .collect(),
+            ),
+        };
+        let spec = AuctionSpec {
+            seller: self.seller,
+            title: self.title,
+            starting_price: self.starting_price,
+            increment,
+            reserve_price: self.reserve_price,
+            starts_at_ms,
+            ends_at_ms,
+            soft_close: self.soft_close.map(|s| SoftClose {
+                window_secs: s.window_secs,
+                extend_secs: s.extend_secs,
+                max_extensions: s.max_extensions,
+            }),
+            buy_now_price: self.buy_now_price,
+        };
+        spec.validate().map_err(ApiError::invalid)?;
+        Ok(spec)
+    }
+}
+
+/// Attaches the request's `Idempotency-Key`, if any, after checking it, with the digest
+/// of the request as the client sent it: a retry is the same request, even though the
+/// leader stamps a new time into the command.
+pub fn with_idempotency_key(cmd: Command, req: &RawRequest) -> Result<Command, ApiError> {
+    let Some(raw) = req.headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(cmd);
+    };
+    let key = raw
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
+    idempotency::check_key(key).map_err(|m| ApiError::invalid(format!("Idempotency-Key: {m}")))?;
+    let digest = idempotency::request_digest(req.method.as_str(), req.uri.path(), &req.body);
+    Ok(cmd.with_key(key).with_request_digest(digest))
+}
+
+/// Proposes a command built from the request. A follower forwards the request; a
+/// committed rejection becomes an error response.
+pub async fn propose(
+    s: &AppState,
+    req: &RawRequest,
+    build: impl FnOnce(u64) -> Result<Op, ApiError>,
+) -> Result<Result<BookResponse, Response>, ApiError> {
+    let now = now_ms();
+    let cmd = with_idempotency_key(Command::new(now, build(now)?), req)?;
+    match cluster::write(&s.raft, cmd).await {
+        Ok((_, BookResponse::Rejected(r))) => Err(ApiError::Rejected(r)),
+        Ok((_, resp)) => Ok(Ok(resp)),
+        Err(ClusterError::NotLeader { leader }) => Ok(Err(forward(s, leader, req).await)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
+    let body: CreateAuction = parse_json(&req.body)?;
+    let resp = propose(&s, &req, |now| {
+        Ok(Op::CreateAuction {
+            spec: body.into_spec(now)?,
+            worker: None,
+        })
+    })
+    .await?;
+    let auction_id = match resp {
+        Err(forwarded) => return Ok(forwarded),
+        Ok(BookResponse::AuctionCreated { auction_id, .. }) => auction_id,
+        Ok(other) => return Err(ApiError::Internal(format!("unexpected response to create: {other:?}"))),
+    };
+    let st = s.sm.read();
+    let auction = st
+        .book
+        .auction(auction_id)
+        .ok_or_else(|| ApiError::Internal("created auction missing".into()))?;
+    let view = auction_view(&st.book, auction, now_ms());
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/auctions/{auction_id}"))],
+        Json(view),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    consistency: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    consistency: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    after: Option<u64>,
+}
+
+/// Runs the read barrier unless the client asked for a stale read; a follower forwards
+/// linearizable reads to the leader.
+async fn read_barrier(s: &AppState, consistency: Option<&str>, req: &RawRequest) -> Result<Option<Response>, ApiError> {
+    match consistency {
+        Some("stale") => Ok(None),
+        None | Some("linearizable") => match cluster::read_barrier(&s.raft).await {
+            Ok(()) => Ok(None),
+            Err(ClusterError::NotLeader { leader }) => Ok(Some(forward(s, leader, req).await)),
+            Err(e) => Err(e.into()),
+        },
+        Some(other) => Err(ApiError::invalid(format!(
+            "consistency must be linearizable or stale, not {other:?}"
+        ))),
+    }
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    Query(params): Query<ReadParams>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
+    if let Some(forwarded) = read_barrier(&s, params.consistency.as_deref(), &req).await? {
+        return Ok(forwarded);
+    }
+    let st = s.sm.read();
+    let auction = st
+        .book
+        .auction(id)
+        .ok_or(ApiError::Rejected(gavel_storage::Rejection::UnknownAuction {
+            auction_id: id,
+        }))?;
+    Ok(Json(auction_view(&st.book, auction, now_ms())).into_response())
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    Query(params): Query<ListParams>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
+    let status = match params.status.as_deref() {
+        None => None,
+        Some(name) => Some(
+            [
+                AuctionStatus::Scheduled,
+                AuctionStatus::Open,
+                AuctionStatus::Closed,
+                AuctionStatus::Cancelled,
+            ]
+            .into_iter()
+            .find(|st| st.as_str() == name)
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "status must be scheduled, open, closed or cancelled, not {name:?}"
+                ))
+            })?,
+        ),
+    };
+    let limit = params.limit.unwrap_or(LIST_LIMIT_DEFAULT);
+    if limit == 0 || limit > LIST_LIMIT_MAX {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {LIST_LIMIT_MAX}"
+        )));
+    }
+    if let Some(forwarded) = read_barrier(&s, params.consistency.as_deref(), &req).await? {
+        return Ok(forwarded);
+    }
+    let now = now_ms();
+    let st = s.sm.read();
+    let mut items: Vec<Value> = Vec::new();
+    let mut next = None;
+    for auction in st
+        .book
+        .auctions()
+        .filter(|a| params.after.is_none_or(|after| a.id > after))
+    {
+        if status.is_some_and(|want| auction.status != want) {
+            continue;
+        }
+        if items.len() == limit {
+            next = items.last().and_then(|v| v["id"].as_u64());
+            break;
+        }
+        items.push(auction_view(&st.book, auction, now));
+    }
+    Ok(Json(json!({ "auctions": items, "next_after": next })).into_response())
+}
+
+fn status_name(auction: &Auction, now: u64) -> &'static str {
+    match auction.status {
+        s if s.is_final() => s.as_str(),
+        _ if now >= auction.ends_at_ms => "closing",
+        AuctionStatus::Scheduled if now >= auction.spec.starts_at_ms => "open",
+        s => s.as_str(),
+    }
+}
+
+fn outcome_view(outcome: &Outcome) -> Value {
+    let mut v = json!({ "outcome": outcome.as_str() });
+    match outcome {
+        Outcome::Sold { winner, price } => {
+            v["winner"] = json!(winner);
+            v["price"] = json!(price);
+        }
+        Outcome::BoughtNow { buyer, price } => {
+            v["winner"] = json!(buyer);
+            v["price"] = json!(price);
+        }
+        Outcome::ReserveNotMet {
+            highest_bidder,
+            highest_bid,
+        } => {
+            v["highest_bidder"] = json!(highest_bidder);
+            v["highest_bid"] = json!(highest_bid);
+        }
+        Outcome::Cancelled { by } => {
+            v["cancelled_by"] = json!(match by {
+                gavel_storage::Actor::Seller(_) => "seller",
+                gavel_storage::Actor::Admin => "admin",
+            });
+        }
+        Outcome::NoBids => {}
+    }
+    v
+}
+
+/// The public view of an auction: the reserve is never shown, only whether it is met;
+/// proxy maxima are never shown.
+pub fn auction_view(book: &AuctionBook, a: &Auction, now: u64) -> Value {
+    let increment = match &a.spec.increment {
+        IncrementRule::Fixed(step) => json!(step),
+        IncrementRule::Table(bands) => {
+            json!(bands
+                .iter()
+                .map(|b| json!({"from": b.from, "increment": b.increment}))
+                .collect::<Vec<_>>())
+        }
+    };
+    json!({
+        "id": a.id,
+        "seller": a.spec.seller,
+        "title": a.spec.title,
+        "status": status_name(a, now),
+        "starting_price": a.spec.starting_price,
+        "increment": increment,
+        "has_reserve": a.spec.reserve_price.is_some(),
+        "reserve_met": a.spec.reserve_price.map(|_| book.reserve_met(a.id).unwrap_or(false)),
+        "buy_now_price": a.spec.buy_now_price,
+        "starts_at": rfc3339(a.spec.starts_at_ms),
+        "ends_at": rfc3339(a.ends_at_ms),
+        "original_ends_at": rfc3339(a.spec.ends_at_ms),
+        "soft_close": a.spec.soft_close.map(|s| SoftCloseDto { window_secs: s.window_secs, extend_secs: s.extend_secs, max_extensions: s.max_extensions }),
+        "extensions": a.extensions,
+        "highest_bid": a.leader.as_ref().map(|l| json!({ "bidder": l.bidder, "amount": a.price })),
+        "min_next_bid": book.min_next_bid(a.id),
+        "bid_count": a.bids.len(),
+        "seq": a.seq,
+        "worker": a.worker,
+        "created_at": rfc3339(a.created_at_ms),
+        "closed_at": a.closed_at_ms.map(rfc3339),
+        "result": a.outcome.as_ref().map(outcome_view),
+    })
+}

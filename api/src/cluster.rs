@@ -1,0 +1,310 @@
+//! Cluster and operations endpoints: `/health`, `/ready`, `/metrics`, `/v1/cluster`,
+//! `/v1/cluster/nodes`, `/v1/admin/snapshot`.
+//!
+//! Membership changes and admin actions need the cluster secret
+//! (`Authorization: Bearer <secret>`) when one is configured; a node without a secret
+//! runs alone and refuses to add nodes.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gavel_raft::{cluster, secret_matches, ClusterError};
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::forward::{forward, RawRequest};
+use crate::json::parse_json;
+use crate::state::AppState;
+
+/// How long `POST /v1/admin/snapshot` waits for the snapshot to be written.
+pub const SNAPSHOT_WAIT_MS: u64 = 30_000;
+
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when a leader is known and everything this node knows to be committed is
+/// applied.
+pub async fn ready(State(s): State<AppState>) -> Response {
+    let m = s.raft.metrics().borrow().clone();
+    let committed = cluster::committed(&s.raft).await.map(|c| c.index);
+    let applied = m.last_applied.map(|a| a.index);
+    let has_leader = m.current_leader.is_some();
+    let caught_up = applied >= committed;
+    let body = json!({
+        "ready": has_leader && caught_up,
+        "leader": m.current_leader,
+        "applied_index": applied,
+        "commit_index": committed,
+    });
+    let status = if has_leader && caught_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+fn role(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+#[derive(Serialize)]
+struct Member {
+    id: u64,
+    addr: String,
+    role: &'static str,
+    voter: bool,
+    /// On the leader: the newest index known to be replicated to this member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched_index: Option<u64>,
+}
+
+pub async fn cluster_info(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let m = s.raft.metrics().borrow().clone();
+    let committed = cluster::committed(&s.raft).await;
+    let membership = m.membership_config.membership();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let members: Vec<Member> = membership
+        .nodes()
+        .map(|(id, node)| {
+            let voter = voters.contains(id);
+            let role = if Some(*id) == m.current_leader {
+                "leader"
+            } else if voter {
+                "follower"
+            } else {
+                "learner"
+            };
+            let matched_index = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id))
+                .and_then(|l| l.as_ref())
+                .map(|l| l.index);
+            Member {
+                id: *id,
+                addr: node.addr.clone(),
+                role,
+                voter,
+                matched_index,
+            }
+        })
+        .collect();
+    let (state_hash, applied) = {
+        let st = s.sm.read();
+        (st.book.state_hash(), st.last_applied.map(|l| l.index))
+    };
+    Json(json!({
+        "cluster_name": s.cluster_name,
+        "node_id": s.node_id,
+        "role": role(m.state),
+        "leader": cluster::leader(&s.raft),
+        "term": m.current_term,
+        "commit_index": committed.map(|c| c.index),
+        "last_log_index": m.last_log_index,
+        "applied_index": applied,
+        "snapshot_index": m.snapshot.map(|l| l.index),
+        "purged_index": m.purged.map(|l| l.index),
+        "state_hash": state_hash,
+        "members": members,
+    }))
+}
+
+fn require_secret(s: &AppState, req: &RawRequest) -> Result<(), ApiError> {
+    match &s.secret {
+        None => Ok(()),
+        Some(secret) if secret_matches(Some(secret), &req.headers) => Ok(()),
+        Some(_) => Err(ApiError::Unauthorized(
+            "missing or wrong cluster secret (Authorization: Bearer …)".into(),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNode {
+    id: u64,
+    addr: String,
+}
+
+/// Runs a membership change here if this node leads, else forwards it.
+async fn leader_only(
+    s: &AppState,
+    req: &RawRequest,
+    change: impl std::future::Future<Output = Result<(), ClusterError>>,
+) -> Response {
+    match change.await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "ok": true }))).into_response(),
+        Err(ClusterError::NotLeader { leader }) => forward(s, leader, req).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+pub async fn add_node(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
+    require_secret(&s, &req)?;
+    if s.secret.is_none() {
+        return Err(ApiError::BadRequest {
+            code: "no_cluster_secret",
+            message: "this node has no cluster secret; start every node with --cluster-secret to form a cluster".into(),
+        });
+    }
+    let body: AddNode = parse_json(&req.body)?;
+    let resp = leader_only(&s, &req, cluster::add_node(&s.raft, body.id, &body.addr)).await;
+    if resp.status().is_success() {
+        return Ok(cluster_info(State(s)).await.into_response());
+    }
+    Ok(resp)
+}
+
+pub async fn remove_node(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
+    require_secret(&s, &req)?;
+    Ok(leader_only(&s, &req, cluster::remove_node(&s.raft, id)).await)
+}
+
+/// Takes a snapshot of this node's state now and waits until it is on disk.
+pub async fn take_snapshot(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
+    require_secret(&s, &req)?;
+    let applied = s.raft.metrics().borrow().last_applied;
+    s.raft
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let Some(applied) = applied else {
+        return Err(ApiError::Conflict {
+            code: "nothing_to_snapshot",
+            message: "nothing has been applied yet".into(),
+        });
+    };
+    let m = s
+        .raft
+        .wait(Some(Duration::from_millis(SNAPSHOT_WAIT_MS)))
+        .metrics(
+            |m| m.snapshot.is_some_and(|snap| snap.index >= applied.index),
+            "snapshot written",
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("snapshot not finished: {e}")))?;
+    let snap = m.snapshot.expect("waited for a snapshot");
+    Ok(Json(json!({ "term": snap.leader_id.term, "index": snap.index })).into_response())
+}
+
+/// Downloads the newest snapshot file, byte for byte (verifiable with
+/// `gavel snapshot verify`).
+pub async fn download_snapshot(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
+    require_secret(&s, &req)?;
+    let sm = s.sm.clone();
+    let found = tokio::task::spawn_blocking(move || sm.snapshot_dir().load_newest_valid())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let Some((path, bytes, _)) = found else {
+        return Err(ApiError::NotFound {
+            code: "no_snapshot",
+            message: "this node has no snapshot yet; POST /v1/admin/snapshot takes one".into(),
+        });
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("snapshot.snap")
+        .to_string();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let m = s.raft.metrics().borrow().clone();
+    let (counts, applied) = {
+        let st = s.sm.read();
+        (st.book.counts(), st.last_applied.map(|l| l.index).unwrap_or(0))
+    };
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    };
+    gauge("gavel_raft_term", "Current Raft term.", m.current_term);
+    gauge(
+        "gavel_raft_is_leader",
+        "1 if this node is the leader.",
+        u64::from(m.state == ServerState::Leader),
+    );
+    gauge(
+        "gavel_raft_last_log_index",
+        "Index of the last log entry.",
+        m.last_log_index.unwrap_or(0),
+    );
+    gauge("gavel_raft_applied_index", "Index of the last applied entry.", applied);
+    gauge(
+        "gavel_raft_snapshot_index",
+        "Index covered by the newest snapshot.",
+        m.snapshot.map(|l| l.index).unwrap_or(0),
+    );
+    gauge(
+        "gavel_raft_purged_index",
+        "Log purged up to this index.",
+        m.purged.map(|l| l.index).unwrap_or(0),
+    );
+    gauge(
+        "gavel_raft_members",
+        "Members in the configuration.",
+        m.membership_config.membership().nodes().count() as u64,
+    );
+    gauge("gavel_bids", "Accepted bids in the book.", counts.bids);
+    gauge("gavel_workers", "Registered workers.", counts.workers);
+    gauge(
+        "gavel_idempotency_keys",
+        "Idempotency keys remembered.",
+        counts.idempotency_keys,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gavel_auctions Auctions by status.\n# TYPE gavel_auctions gauge"
+    );
+    for (status, n) in &counts.auctions_by_status {
+        let _ = writeln!(out, "gavel_auctions{{status=\"{status}\"}} {n}");
+    }
+    let c = &s.counters;
+    let _ = writeln!(
+        out,
+        "# HELP gavel_http_responses_total HTTP responses by status class.\n# TYPE gavel_http_responses_total counter"
+    );
+    for (class, v) in [("2xx", &c.http_2xx), ("4xx", &c.http_4xx), ("5xx", &c.http_5xx)] {
+        let _ = writeln!(
+            out,
+            "gavel_http_responses_total{{class=\"{class}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gavel_http_forwarded_total Requests forwarded to the leader.\n# TYPE gavel_http_forwarded_total counter\ngavel_http_forwarded_total {}",
+        c.forwarded.load(Ordering::Relaxed)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,162 @@
+//! The one place where errors become HTTP statuses and stable error codes.
+//!
+//! Body: `{"error":{"code":"bid_too_low","message":"…", …details}}`. Codes are
+//! snake_case and never change meaning. 503s carry `Retry-After`.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gavel_raft::ClusterError;
+use gavel_storage::Rejection;
+use serde_json::{json, Map, Value};
+
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 with a specific code (`invalid_input`, `invalid_amount`, `invalid_json`, …).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// A domain rule said no; mapped by [`rejection_status`].
+    #[error("{}", rejection_message(.0))]
+    Rejected(Rejection),
+    /// No leader is known, or it cannot be reached.
+    #[error("{0}")]
+    NoLeader(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_input",
+            message: message.into(),
+        }
+    }
+
+    /// The status and the stable code: the one table.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Rejected(r) => (rejection_status(r), r.code()),
+            ApiError::NoLeader(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// HTTP status of each domain rejection.
+pub fn rejection_status(r: &Rejection) -> StatusCode {
+    match r {
+        Rejection::UnknownAuction { .. } | Rejection::UnknownWorker { .. } => StatusCode::NOT_FOUND,
+        Rejection::InvalidAmount { .. } | Rejection::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+        Rejection::NotSeller => StatusCode::FORBIDDEN,
+        Rejection::NoCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Rejection::AuctionNotOpen { .. }
+        | Rejection::AuctionClosed
+        | Rejection::AuctionCancelled
+        | Rejection::BidTooLow { .. }
+        | Rejection::MaxNotRaised { .. }
+        | Rejection::SellerCannotBid
+        | Rejection::NotYetEnded { .. }
+        | Rejection::HasBids
+        | Rejection::BuyNowUnavailable
+        | Rejection::IdempotencyKeyReused => StatusCode::CONFLICT,
+    }
+}
+
+fn rejection_message(r: &Rejection) -> String {
+    match r {
+        Rejection::UnknownAuction { auction_id } => format!("auction {auction_id} does not exist"),
+        Rejection::AuctionNotOpen { .. } => "the auction has not started yet".into(),
+        Rejection::AuctionClosed => "the auction has ended".into(),
+        Rejection::AuctionCancelled => "the auction was cancelled".into(),
+        Rejection::BidTooLow { min_next_bid } => format!("the bid must be at least {min_next_bid}"),
+        Rejection::MaxNotRaised { current_max } => {
+            format!("you lead already; a new maximum must exceed your current one ({current_max})")
+        }
+        Rejection::SellerCannotBid => "the seller cannot bid on their own auction".into(),
+        Rejection::InvalidAmount { reason } | Rejection::InvalidInput { reason } => reason.clone(),
+        Rejection::NotYetEnded { .. } => "the auction has not reached its end".into(),
+        Rejection::HasBids => "the seller cannot cancel an auction that has bids".into(),
+        Rejection::NotSeller => "only the seller or an admin can cancel this auction".into(),
+        Rejection::BuyNowUnavailable => "buy-now is not available for this auction".into(),
+        Rejection::UnknownWorker { node_id } => format!("worker {node_id} is not registered"),
+        Rejection::NoCapacity { node_id } => format!("worker {node_id} is full; no capacity for new auctions"),
+        Rejection::IdempotencyKeyReused => "this Idempotency-Key was used for a different request".into(),
+    }
+}
+
+/// The fields of a rejection (e.g. `min_next_bid`), as error details.
+fn rejection_details(r: &Rejection) -> Map<String, Value> {
+    match serde_json::to_value(r) {
+        Ok(Value::Object(outer)) => match outer.into_iter().next() {
+            Some((_, Value::Object(fields))) => fields.into_iter().filter(|(k, _)| k != "reason").collect(),
+            _ => Map::new(),
+        },
+        _ => Map::new(),
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::NotLeader { leader: None } => ApiError::NoLeader("no leader is known; retry shortly".into()),
+            ClusterError::NotLeader { leader: Some(l) } => ApiError::NoLeader(format!(
+                "node {} at {} leads, but the request could not be forwarded",
+                l.id, l.addr
+            )),
+            ClusterError::InvalidInput(m) => ApiError::invalid(m),
+            ClusterError::NotFound(m) => ApiError::NotFound {
+                code: "unknown_node",
+                message: m,
+            },
+            ClusterError::Conflict(m) => ApiError::Conflict {
+                code: "membership_conflict",
+                message: m,
+            },
+            ClusterError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut error = Map::new();
+        error.insert("code".into(), json!(code));
+        error.insert("message".into(), json!(self.to_string()));
+        match &self {
+            ApiError::Rejected(r) => error.extend(rejection_details(r)),
+            ApiError::PayloadTooLarge { limit } => {
+                error.insert("limit_bytes".into(), json!(limit));
+            }
+            _ => {}
+        }
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(%status, error = %self, "request failed");
+        }
+        let body = axum::Json(json!({ "error": error }));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            (status, [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())], body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Writes (and linearizable reads) that reach a follower are sent on to the leader, so a
+//! client never has to find it. The leader re-parses the request and stamps its own
+//! time. A forwarded request carries `x-gavel-forwarded-by`; a node that receives one and
+//! is not the leader answers 503 `no_leader` instead of forwarding again (no loops while
+//! an election is under way).
+
+use std::sync::atomic::Ordering;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap, HeaderName, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use gavel_raft::NodeAddr;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-gavel-forwarded-by");
+/// Largest request body a client may send.
+pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
+
+/// Headers worth carrying to the leader.
+const FORWARDED_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::AUTHORIZATION,
+    header::ACCEPT,
+    HeaderName::from_static("idempotency-key"),
+];
+
+/// A request kept whole so it can be parsed here or forwarded as it came.
+pub struct RawRequest {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for RawRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, REQUEST_BODY_MAX_BYTES)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge {
+                limit: REQUEST_BODY_MAX_BYTES,
+            })?;
+        Ok(RawRequest {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl RawRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends `req` to `leader` and relays its answer.
+pub async fn forward(state: &AppState, leader: Option<NodeAddr>, req: &RawRequest) -> Response {
+    let leader = match leader {
+        Some(l) if l.id != state.node_id && !req.headers.contains_key(FORWARDED_BY) => l,
+        _ => return ApiError::NoLeader("no leader is known; retry shortly".into()).into_response(),
+    };
+    state.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut outgoing = state
+        .client
+        .request(req.method.clone(), format!("http://{}{path}", leader.addr))
+        .body(req.body.clone());
+    for name in FORWARDED_HEADERS {
+        if let Some(v) = req.headers.get(&name) {
+            outgoing = outgoing.header(name, v);
+        }
+    }
+    outgoing = outgoing.header(FORWARDED_BY, state.node_id.to_string());
+    match outgoing.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let mut headers = HeaderMap::new();
+            for name in [header::CONTENT_TYPE, header::RETRY_AFTER, header::CONTENT_DISPOSITION] {
+                if let Some(v) = resp.headers().get(&name) {
+                    headers.insert(name, v.clone());
+                }
+            }
+            match resp.bytes().await {
+                Ok(body) => (status, headers, Body::from(body)).into_response(),
+                Err(e) => ApiError::Unavailable(format!("leader {} stopped answering: {e}", leader.id)).into_response(),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(leader = leader.id, addr = %leader.addr, error = %e, "forwarding to the leader failed");
+            ApiError::NoLeader(format!(
+                "the leader (node {}) could not be reached; retry shortly",
+                leader.id
+            ))
+            .into_response()
+        }
+    }
+}

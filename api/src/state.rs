@@ -1,0 +1,84 @@
+//! What every handler shares: this node's identity, its Raft handle and state machine,
+//! the cluster secret, and the HTTP client used to forward to the leader.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gavel_raft::Raft;
+use gavel_storage::StateMachineStore;
+
+/// How long a forwarded request may take at the leader.
+pub const FORWARD_TIMEOUT_MS: u64 = 15_000;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub node_id: u64,
+    /// The address peers and clients use to reach this node.
+    pub advertise: String,
+    pub cluster_name: String,
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    /// Cluster secret; `None` makes this a single-node deployment.
+    pub secret: Option<Arc<str>>,
+    pub client: reqwest::Client,
+    pub counters: Counters,
+}
+
+/// Request counters for `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub http_2xx: AtomicU64,
+    pub http_4xx: AtomicU64,
+    pub http_5xx: AtomicU64,
+    pub forwarded: AtomicU64,
+}
+
+impl Counters {
+    pub fn count_status(&self, status: u16) {
+        let c = match status {
+            200..=399 => &self.http_2xx,
+            400..=499 => &self.http_4xx,
+            _ => &self.http_5xx,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl AppState {
+    pub fn new(
+        node_id: u64,
+        advertise: String,
+        cluster_name: String,
+        raft: Raft,
+        sm: StateMachineStore,
+        secret: Option<Arc<str>>,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(FORWARD_TIMEOUT_MS))
+            .connect_timeout(Duration::from_millis(500))
+            .pool_max_idle_per_host(32)
+            .tcp_nodelay(true)
+            .build()
+            .expect("HTTP client builds");
+        AppState(Arc::new(Inner {
+            node_id,
+            advertise,
+            cluster_name,
+            raft,
+            sm,
+            secret,
+            client,
+            counters: Counters::default(),
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

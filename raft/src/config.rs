@@ -1,0 +1,89 @@
+//! openraft configuration and why its timeouts are what they are.
+//!
+//! Gavel targets small machines that also run load generators and other nodes: on the
+//! 2-core development machine a follower's fsync p99 reaches a few milliseconds and, with
+//! both cores busy, scheduling stalls of tens of milliseconds happen. In openraft 0.9 an
+//! AppendEntries RPC times out after `heartbeat_interval`, so the heartbeat must stay far
+//! above a follower's fsync + network time under load: 200 ms. The election timeout is
+//! drawn once per process (0.9), so two survivors can split votes again and again unless
+//! the range is wide: 800–2400 ms, at least 4× the heartbeat. Failover therefore takes
+//! roughly 1–5 s. Snapshot chunks get 10 s (the 200 ms default fails for large state on
+//! a busy machine). A snapshot is taken every 10 000 entries and 1 000 entries are kept
+//! behind it, so a briefly lagging follower catches up from the log, not a snapshot.
+
+use std::sync::Arc;
+
+use openraft::{Config, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+/// The tunable Raft timings, in milliseconds. Defaults as explained in the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftTimings {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub install_snapshot_timeout_ms: u64,
+    /// Take a snapshot after this many entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind the newest snapshot.
+    pub keep_behind_snapshot_entries: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings {
+            heartbeat_interval_ms: 200,
+            election_timeout_min_ms: 800,
+            election_timeout_max_ms: 2400,
+            install_snapshot_timeout_ms: 10_000,
+            snapshot_every_entries: 10_000,
+            keep_behind_snapshot_entries: 1_000,
+        }
+    }
+}
+
+impl RaftTimings {
+    /// Checks the relations openraft and this module rely on; the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_interval_ms == 0 {
+            return Err("raft.heartbeat_interval_ms must be > 0".into());
+        }
+        if self.election_timeout_min_ms < 2 * self.heartbeat_interval_ms {
+            return Err(format!(
+                "raft.election_timeout_min_ms ({}) must be at least twice raft.heartbeat_interval_ms ({})",
+                self.election_timeout_min_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(format!(
+                "raft.election_timeout_max_ms ({}) must be greater than raft.election_timeout_min_ms ({})",
+                self.election_timeout_max_ms, self.election_timeout_min_ms
+            ));
+        }
+        if self.snapshot_every_entries == 0 {
+            return Err("raft.snapshot_every_entries must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The openraft `Config` for a cluster named `cluster_name`.
+    pub fn to_openraft(&self, cluster_name: &str) -> Result<Arc<Config>, String> {
+        self.validate()?;
+        let config = Config {
+            cluster_name: cluster_name.to_string(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: self.install_snapshot_timeout_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.keep_behind_snapshot_entries,
+            max_payload_entries: 1024,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map(Arc::new)
+            .map_err(|e| format!("raft configuration: {e}"))
+    }
+}

@@ -1,0 +1,198 @@
+//! The node's configuration: one struct, filled from defaults, then a TOML file
+//! (`--config`), then `GAVEL_*` environment variables, then flags (clap merges the last
+//! two: a flag wins over its variable). [`Config::validate`] runs before anything starts.
+//! `deploy/gavel.example.toml` documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use gavel_raft::RaftTimings;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::ServeArgs;
+
+/// Shortest cluster secret accepted.
+pub const CLUSTER_SECRET_MIN_BYTES: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Raft node id, >= 1, unique in the cluster and fixed for the data dir's life.
+    pub id: u64,
+    pub data_dir: PathBuf,
+    /// HTTP API and node RPC.
+    pub listen: String,
+    /// Address peers and forwarded clients use; defaults to the bound listen address.
+    pub advertise: Option<String>,
+    /// UDP fast path.
+    pub udp: String,
+    /// A member's address to ask for admission when this node starts with an empty data
+    /// dir.
+    pub join: Option<String>,
+    /// How many auctions this node hosts as a worker.
+    pub max_auctions: u32,
+    /// Shared by every node; required on node RPC and admin routes. Without it the node
+    /// runs alone.
+    pub cluster_secret: Option<String>,
+    pub cluster_name: String,
+    pub log_format: LogFormat,
+    /// fsync sled's data file after each flush (power-loss durability). Leave on.
+    pub fsync: bool,
+    pub raft: RaftTimings,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("id", &self.id)
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("udp", &self.udp)
+            .field("join", &self.join)
+            .field("max_auctions", &self.max_auctions)
+            .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<set>"))
+            .field("cluster_name", &self.cluster_name)
+            .field("fsync", &self.fsync)
+            .field("raft", &self.raft)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: 1,
+            data_dir: PathBuf::from("./gavel-data"),
+            listen: "127.0.0.1:7070".into(),
+            advertise: None,
+            udp: "127.0.0.1:7071".into(),
+            join: None,
+            max_auctions: 10_000,
+            cluster_secret: None,
+            cluster_name: "gavel".into(),
+            log_format: LogFormat::Pretty,
+            fsync: true,
+            raft: RaftTimings::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file, then env and flags.
+    pub fn load(args: &ServeArgs) -> Result<Config> {
+        let mut config = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident),*) => { $( if let Some(v) = &args.$field { config.$field = v.clone().into(); } )* };
+        }
+        overlay!(id, data_dir, listen, udp, max_auctions, cluster_name, log_format);
+        if let Some(v) = &args.advertise {
+            config.advertise = Some(v.clone());
+        }
+        if let Some(v) = &args.join {
+            config.join = Some(v.clone());
+        }
+        if let Some(v) = &args.cluster_secret {
+            config.cluster_secret = Some(v.clone());
+        }
+        if args.no_fsync {
+            config.fsync = false;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Checks everything that can be checked before starting; messages say what to fix.
+    pub fn validate(&self) -> Result<()> {
+        if self.id == 0 {
+            bail!("id must be >= 1");
+        }
+        let listen: SocketAddr = self
+            .listen
+            .parse()
+            .with_context(|| format!("listen {:?} is not an IP:port address", self.listen))?;
+        self.udp
+            .parse::<SocketAddr>()
+            .with_context(|| format!("udp {:?} is not an IP:port address", self.udp))?;
+        if let Some(adv) = &self.advertise {
+            check_host_port("advertise", adv)?;
+        } else if listen.ip().is_unspecified() {
+            bail!(
+                "listen {} accepts on every interface; set advertise to the address peers should use",
+                self.listen
+            );
+        }
+        if let Some(join) = &self.join {
+            check_host_port("join", join)?;
+            if self.cluster_secret.is_none() {
+                bail!("join needs cluster_secret (--cluster-secret or GAVEL_CLUSTER_SECRET), the same on every node");
+            }
+        }
+        if let Some(secret) = &self.cluster_secret {
+            if secret.len() < CLUSTER_SECRET_MIN_BYTES {
+                bail!("cluster_secret must be at least {CLUSTER_SECRET_MIN_BYTES} bytes");
+            }
+        }
+        if self.cluster_name.is_empty() {
+            bail!("cluster_name must not be empty");
+        }
+        self.raft.validate().map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+}
+
+fn check_host_port(what: &str, value: &str) -> Result<()> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
+        _ => bail!("{what} {value:?} is not host:port"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gavel.example.toml");
+        let config = Config::from_file(&path).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.id, 1);
+        assert!(config.cluster_secret.is_some());
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let cases: [(&str, fn(&mut Config)); 6] = [
+            ("id must be", |c| c.id = 0),
+            ("not an IP:port", |c| c.listen = "localhost".into()),
+            ("set advertise", |c| c.listen = "0.0.0.0:7070".into()),
+            ("join needs cluster_secret", |c| c.join = Some("127.0.0.1:7070".into())),
+            ("at least 16 bytes", |c| c.cluster_secret = Some("short".into())),
+            ("twice raft.heartbeat", |c| c.raft.election_timeout_min_ms = 10),
+        ];
+        for (want, change) in cases {
+            let mut c = Config::default();
+            change(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        assert!(toml::from_str::<Config>("idd = 3").is_err(), "unknown keys are refused");
+    }
+}

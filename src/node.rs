@@ -1,0 +1,196 @@
+//! Assembling and running one node: storage, Raft, the HTTP server, bootstrap or join,
+//! and a clean shutdown.
+//!
+//! Start-up decides between three cases by what the data dir holds:
+//! - empty, no `--join`: bootstrap a one-node cluster (this node is its only voter);
+//! - empty, `--join ADDR`: ask that member to add us (retrying until it answers);
+//! - not empty: resume; membership comes from the log, `--join` is ignored, and nothing
+//!   is ever re-bootstrapped.
+//!
+//! SIGTERM/SIGINT: stop accepting connections, finish in-flight requests, stop Raft,
+//! flush the log, exit 0.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use gavel_api::AppState;
+use gavel_raft::{HttpNetwork, Raft};
+use gavel_storage::inspect::{sled_dir, snapshots_dir};
+use gavel_storage::{LogStore, LogStoreOptions, StateMachineStore};
+use openraft::error::{InitializeError, RaftError};
+use openraft::BasicNode;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+/// File in the data dir recording which node id owns it.
+const NODE_ID_FILE: &str = "node-id";
+/// Pause between join attempts.
+const JOIN_RETRY_MS: u64 = 500;
+
+/// Runs a node until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    run_until(config, stop_rx).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+    }
+}
+
+fn claim_data_dir(dir: &Path, id: u64) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    let path = dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let owner: u64 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("{} is not a node id", path.display()))?;
+            if owner != id {
+                bail!(
+                    "data dir {} belongs to node {owner}, not node {id}; use --id {owner} or another data dir",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, format!("{id}\n")).with_context(|| format!("writing {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Runs a node until `stop` becomes true.
+pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Result<()> {
+    tracing::info!(?config, "starting gavel node");
+    claim_data_dir(&config.data_dir, config.id)?;
+    let log = LogStore::open(
+        sled_dir(&config.data_dir),
+        LogStoreOptions {
+            fsync: config.fsync,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+    let sm = StateMachineStore::open(snapshots_dir(&config.data_dir)).context("restoring the newest snapshot")?;
+    let fresh = log.read_vote()?.is_none() && log.is_empty() && sm.last_applied().is_none();
+    if let (Some(purged), Some(applied)) = (log.read_last_purged()?, sm.last_applied()) {
+        if applied.index < purged.index {
+            bail!(
+                "the newest usable snapshot ends at index {} but the log was purged up to {}: \
+                 the entries in between are gone (a newer snapshot was probably renamed .broken). \
+                 Restore a snapshot file, or wipe this node's data dir and re-add it to the cluster",
+                applied.index,
+                purged.index
+            );
+        }
+    }
+
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let secret: Option<Arc<str>> = config.cluster_secret.as_deref().map(Arc::from);
+    let raft_config = config
+        .raft
+        .to_openraft(&config.cluster_name)
+        .map_err(anyhow::Error::msg)?;
+    let network = HttpNetwork::new(config.cluster_secret.as_deref().unwrap_or(""));
+    let raft = Raft::new(config.id, raft_config, network, log.clone(), sm.clone())
+        .await
+        .context("starting raft")?;
+
+    if !fresh {
+        tracing::info!(applied = ?sm.last_applied(), "resuming from the data dir");
+        if config.join.is_some() {
+            tracing::info!("data dir is not empty: already a member, ignoring --join");
+        }
+    } else if config.join.is_none() {
+        let members = BTreeMap::from([(config.id, BasicNode::new(advertise.clone()))]);
+        match raft.initialize(members).await {
+            Ok(()) => tracing::info!(id = config.id, addr = %advertise, "bootstrapped a one-node cluster"),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(e) => return Err(e).context("bootstrapping the cluster"),
+        }
+    }
+
+    let state = AppState::new(
+        config.id,
+        advertise.clone(),
+        config.cluster_name.clone(),
+        raft.clone(),
+        sm.clone(),
+        secret,
+    );
+    let app = gavel_api::router(state);
+    let mut server_stop = stop.clone();
+    let server = tokio::spawn(gavel_api::serve(listener, app, async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    }));
+    tracing::info!(listen = %bound, advertise = %advertise, "serving HTTP API and node RPC");
+
+    if fresh {
+        if let Some(join) = config.join.clone() {
+            let secret = config.cluster_secret.clone().unwrap_or_default();
+            tokio::select! {
+                result = join_cluster(&join, config.id, &advertise, &secret) => result?,
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        }
+    }
+
+    let _ = stop.wait_for(|s| *s).await;
+    match server.await {
+        Ok(Ok(())) => tracing::info!("HTTP server drained"),
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+    }
+    if let Err(e) = raft.shutdown().await {
+        tracing::error!(error = %e, "raft shutdown failed");
+    }
+    log.sync().await.context("final flush of the log")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Asks the member at `join` to add this node, until it says yes or refuses for good.
+async fn join_cluster(join: &str, id: u64, advertise: &str, secret: &str) -> Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build()?;
+    let url = format!("http://{join}/v1/cluster/nodes");
+    let body = serde_json::json!({ "id": id, "addr": advertise });
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
+        tracing::info!(%url, attempt, "asking to join the cluster");
+        match client.post(&url).bearer_auth(secret).json(&body).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::info!(id, "joined the cluster as a voter");
+                return Ok(());
+            }
+            Ok(resp) if resp.status().is_client_error() => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                bail!("the cluster refused to add node {id} ({status}): {text}");
+            }
+            Ok(resp) => tracing::warn!(status = %resp.status(), "join not possible yet; retrying"),
+            Err(e) => tracing::warn!(error = %e, "cannot reach {join} yet; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(JOIN_RETRY_MS)).await;
+    }
+}
