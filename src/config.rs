@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused_with_a_reason() {
-        let cases: [(&str, fn(&mut Config)); 6] = [
+        type Change = fn(&mut Config);
+        let cases: [(&str, Change); 6] = [
             ("id must be", |c| c.id = 0),
             ("not an IP:port", |c| c.listen = "localhost".into()),
             ("set advertise", |c| c.listen = "0.0.0.0:7070".into()),

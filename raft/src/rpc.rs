@@ -45,36 +45,37 @@ async fn require_secret(State(secret): State<Option<Arc<str>>>, request: Request
     next.run(request).await
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    bincode::serde::decode_from_slice(body, bincode_config())
-        .map(|(v, _)| v)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable RPC body: {e}")).into_response())
-}
-
-fn encode<T: Serialize>(value: &T) -> Response {
-    match bincode::serde::encode_to_vec(value, bincode_config()) {
+/// Decodes the request, runs `call`, encodes its result; an undecodable body is a 400.
+async fn handle<Req, Resp, Fut>(body: Bytes, call: impl FnOnce(Req) -> Fut) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Fut: std::future::Future<Output = Resp>,
+{
+    let req = match bincode::serde::decode_from_slice(&body, bincode_config()) {
+        Ok((req, _)) => req,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("undecodable RPC body: {e}")).into_response(),
+    };
+    match bincode::serde::encode_to_vec(call(req).await, bincode_config()) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encode RPC response: {e}")).into_response(),
     }
 }
 
 async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode::<AppendEntriesRequest<TypeConfig>>(&body) {
-        Ok(req) => encode(&raft.append_entries(req).await),
-        Err(resp) => resp,
-    }
+    handle(body, |req: AppendEntriesRequest<TypeConfig>| async move {
+        raft.append_entries(req).await
+    })
+    .await
 }
 
 async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode::<VoteRequest<u64>>(&body) {
-        Ok(req) => encode(&raft.vote(req).await),
-        Err(resp) => resp,
-    }
+    handle(body, |req: VoteRequest<u64>| async move { raft.vote(req).await }).await
 }
 
 async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode::<InstallSnapshotRequest<TypeConfig>>(&body) {
-        Ok(req) => encode(&raft.install_snapshot(req).await),
-        Err(resp) => resp,
-    }
+    handle(body, |req: InstallSnapshotRequest<TypeConfig>| async move {
+        raft.install_snapshot(req).await
+    })
+    .await
 }
