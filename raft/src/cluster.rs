@@ -11,11 +11,15 @@
 use std::collections::BTreeSet;
 
 use gavel_storage::{Command, LogId, Response};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use serde::Serialize;
 
 use crate::Raft;
+
+/// Membership changes run one at a time on a node: openraft refuses a change while
+/// another is in flight, and callers (joining nodes) should queue, not fail.
+static MEMBERSHIP_CHANGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A node id and its HTTP/RPC address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +55,9 @@ fn forward(f: ForwardToLeader<u64, BasicNode>) -> ClusterError {
 fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ClusterError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => forward(f),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(e))) => {
+            ClusterError::Unavailable(format!("another membership change is in progress; retry shortly ({e})"))
+        }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ClusterError::Conflict(e.to_string()),
         RaftError::Fatal(f) => ClusterError::Unavailable(format!("raft stopped: {f}")),
     }
@@ -94,6 +101,7 @@ pub async fn add_node(raft: &Raft, id: u64, addr: &str) -> Result<(), ClusterErr
         return Err(ClusterError::InvalidInput("node id must be >= 1".into()));
     }
     validate_addr(addr)?;
+    let _one_at_a_time = MEMBERSHIP_CHANGE.lock().await;
     let membership = raft.metrics().borrow().membership_config.clone();
     let membership = membership.membership();
     for (other, node) in membership.nodes() {
@@ -127,6 +135,7 @@ pub async fn add_node(raft: &Raft, id: u64, addr: &str) -> Result<(), ClusterErr
 
 /// Removes node `id` (voter or learner) from the cluster.
 pub async fn remove_node(raft: &Raft, id: u64) -> Result<(), ClusterError> {
+    let _one_at_a_time = MEMBERSHIP_CHANGE.lock().await;
     let membership = raft.metrics().borrow().membership_config.clone();
     let membership = membership.membership();
     if membership.get_node(&id).is_none() {

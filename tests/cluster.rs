@@ -1,0 +1,255 @@
+//! Cluster behaviour with real `gavel serve` processes: forming with `--join`, writes
+//! through followers, `kill -9` of the leader, restart and catch-up, a late node caught up
+//! through a snapshot, removal, the cluster secret, and a clean SIGTERM.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_survive_a_leader_kill_and_the_killed_node_catches_up() {
+    let _serial = serial();
+    log("phase: a 3-node cluster forms with --join");
+    let mut c = TestCluster::start(3, TEST_RAFT).await;
+    let leader = c.leader().await;
+    let follower = c.running().into_iter().find(|id| *id != leader).unwrap();
+
+    log("phase: a write through a follower is forwarded and succeeds");
+    let (status, body) = c
+        .post(
+            follower,
+            "/v1/auctions",
+            &auction_body("via follower", 600),
+            Some("k-1"),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_u64().unwrap();
+    log("phase: the retry with the same Idempotency-Key through another node returns the same auction");
+    let other = c
+        .running()
+        .into_iter()
+        .find(|n| *n != follower && *n != leader)
+        .unwrap();
+    let (status, again) = c
+        .post(other, "/v1/auctions", &auction_body("via follower", 600), Some("k-1"))
+        .await;
+    assert_eq!((status, again["id"].as_u64()), (201, Some(id)), "{again}");
+    log("phase: a linearizable read through a follower sees the write");
+    let (status, read) = c.get(other, &format!("/v1/auctions/{id}")).await;
+    assert_eq!((status, read["title"].as_str()), (200, Some("via follower")));
+
+    log("phase: kill -9 the leader; a new leader takes over and writes continue");
+    c.nodes.get_mut(&leader).unwrap().kill();
+    let started = Instant::now();
+    let new_leader = c.leader().await;
+    assert_ne!(new_leader, leader);
+    let (status, body) = c
+        .post(follower, "/v1/auctions", &auction_body("after failover", 600), None)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    log(&format!(
+        "failover: first write accepted {:?} after kill -9",
+        started.elapsed()
+    ));
+
+    log("phase: the killed node restarts from its data dir and catches up to an equal state hash");
+    c.restart(leader);
+    c.wait_ready(leader).await;
+    let (applied, hash) = c.wait_converged().await;
+    log(&format!("converged at applied index {applied}, state hash {hash}"));
+    let (status, read) = c
+        .get(leader, &format!("/v1/auctions/{}?consistency=stale", id + 1))
+        .await;
+    assert_eq!(
+        (status, read["title"].as_str()),
+        (200, Some("after failover")),
+        "{read}"
+    );
+
+    log("phase: SIGTERM stops every node cleanly with exit 0");
+    for id in c.running() {
+        let status = c.nodes.get_mut(&id).unwrap().terminate();
+        assert!(status.success(), "node {id} exited with {status}");
+    }
+    log("phase: a restarted cluster resumes without re-bootstrapping");
+    for id in [1, 2, 3] {
+        c.restart(id);
+    }
+    c.leader().await;
+    let (status, read) = c.get(1, &format!("/v1/auctions/{id}")).await;
+    assert_eq!((status, read["id"].as_u64()), (200, Some(id)), "{read}");
+    assert_eq!(c.cluster(1).await["members"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_node_catches_up_through_a_snapshot_and_a_node_can_be_removed() {
+    let _serial = serial();
+    // Keep nothing behind a snapshot, so a new node cannot catch up from the log.
+    let config = format!("{TEST_RAFT}keep_behind_snapshot_entries = 0\n");
+    log("phase: one node takes writes and a snapshot, which purges its log");
+    let mut c = TestCluster::start(1, &config).await;
+    for i in 0..30 {
+        let (status, body) = c
+            .post(1, "/v1/auctions", &auction_body(&format!("lot {i}"), 600), None)
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let resp = c
+        .http
+        .post(c.node(1).url("/v1/admin/snapshot"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let snap: serde_json::Value = resp.json().await.unwrap();
+    let snap_index = snap["index"].as_u64().unwrap();
+    c.wait_for("log purged behind the snapshot", DEADLINE, || async {
+        (c.cluster(1).await["purged_index"].as_u64() == Some(snap_index)).then_some(())
+    })
+    .await;
+
+    log("phase: the downloaded snapshot verifies with gavel snapshot verify");
+    let resp = c
+        .http
+        .get(c.node(1).url("/v1/admin/snapshot"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let file = c.dir.path().join("downloaded.snap");
+    std::fs::write(&file, resp.bytes().await.unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["snapshot", "verify", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    log("phase: nodes 2 and 3 join and catch up through the snapshot");
+    c.add_node(2, Some(1), SECRET);
+    c.add_node(3, Some(1), SECRET);
+    c.wait_voters(1, 3).await;
+    c.wait_converged().await;
+    for id in [2, 3] {
+        let info = c.cluster(id).await;
+        assert!(
+            info["snapshot_index"].as_u64() >= Some(snap_index),
+            "node {id} installed the snapshot: {info}"
+        );
+        let (status, a) = c.get(id, "/v1/auctions/30?consistency=stale").await;
+        assert_eq!((status, a["title"].as_str()), (200, Some("lot 29")));
+    }
+
+    log("phase: removing node 3 leaves a 2-voter cluster that still takes writes");
+    let resp = c
+        .http
+        .delete(c.node(2).url("/v1/cluster/nodes/3"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    c.wait_voters(1, 2).await;
+    let members = c.cluster(1).await["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(members, vec![1, 2]);
+    c.nodes.get_mut(&3).unwrap().kill();
+    let (status, _) = c
+        .post(2, "/v1/auctions", &auction_body("after removal", 600), None)
+        .await;
+    assert_eq!(status, 201);
+    let resp = c
+        .http
+        .delete(c.node(1).url("/v1/cluster/nodes/9"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_cluster_secret_is_refused() {
+    let _serial = serial();
+    let mut c = TestCluster::start(1, TEST_RAFT).await;
+
+    log("phase: node RPC without or with a wrong secret gets 401 and never reaches Raft");
+    let term_before = c.cluster(1).await["term"].as_u64().unwrap();
+    let url = c.node(1).url("/raft/vote");
+    let resp = c.http.post(&url).body(vec![0u8; 16]).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .http
+        .post(&url)
+        .bearer_auth("wrong-secret-wrong-secret")
+        .body(vec![0u8; 16])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .http
+        .post(&url)
+        .bearer_auth(SECRET)
+        .body(vec![0xffu8; 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "with the secret, garbage is a 400 from the decoder");
+
+    log("phase: membership changes and admin routes need the secret");
+    let resp = c
+        .http
+        .post(c.node(1).url("/v1/cluster/nodes"))
+        .json(&json!({"id": 5, "addr": "127.0.0.1:9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(
+        c.http
+            .post(c.node(1).url("/v1/admin/snapshot"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    log("phase: a node with the wrong secret cannot join and exits with an error");
+    c.add_node(2, Some(1), "a-different-secret-0123456789");
+    let node = c.nodes.get_mut(&2).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(pid) = node.pid() {
+            let out = std::process::Command::new("kill")
+                .args(["-0", &pid.to_string()])
+                .status()
+                .unwrap();
+            if !out.success()
+                || std::fs::read_to_string(&node.log_path)
+                    .unwrap_or_default()
+                    .contains("refused to add")
+            {
+                break node.terminate_or_status();
+            }
+        }
+        assert!(Instant::now() < deadline, "the node with a wrong secret kept running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    assert!(node.log_tail().contains("401"), "{}", node.log_tail());
+    assert_eq!(c.cluster(1).await["members"].as_array().unwrap().len(), 1);
+    assert_eq!(c.cluster(1).await["term"].as_u64().unwrap(), term_before);
+}

@@ -1,0 +1,318 @@
+//! `TestCluster`: real `gavel serve` processes on 127.0.0.1 with temporary data dirs,
+//! free ports, fast Raft timings, and helpers that wait on conditions with deadlines.
+//! Every process started here is killed by PID when the cluster is dropped.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const SECRET: &str = "test-cluster-secret-0123456789";
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Cluster tests share two cores: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn log(msg: &str) {
+    eprintln!("[test {:?}] {msg}", std::thread::current().name().unwrap_or("?"));
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Raft timings for tests: quicker than production so failover tests stay short.
+pub const TEST_RAFT: &str =
+    "[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1500\n";
+
+pub struct TestNode {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node is running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {} did not stop after SIGTERM", self.id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit by itself and returns its status.
+    pub fn terminate_or_status(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node was started");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {} did not exit", self.id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: BTreeMap<u64, TestNode>,
+    pub http: reqwest::Client,
+    pub extra_config: String,
+}
+
+impl TestCluster {
+    pub fn new(extra_config: &str) -> Self {
+        TestCluster {
+            dir: tempfile::tempdir().unwrap(),
+            nodes: BTreeMap::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            extra_config: extra_config.to_string(),
+        }
+    }
+
+    /// Starts node 1 alone (bootstrap), then `n - 1` nodes joining it, and waits until all
+    /// are voters.
+    pub async fn start(n: u64, extra_config: &str) -> Self {
+        let mut c = TestCluster::new(extra_config);
+        c.add_node(1, None, SECRET);
+        c.wait_ready(1).await;
+        for id in 2..=n {
+            c.add_node(id, Some(1), SECRET);
+        }
+        c.wait_voters(1, n as usize).await;
+        c
+    }
+
+    /// Writes the config and spawns node `id`; `join` names a node to join.
+    pub fn add_node(&mut self, id: u64, join: Option<u64>, secret: &str) -> &mut TestNode {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let data_dir = self.dir.path().join(format!("node{id}"));
+        let config = self.dir.path().join(format!("node{id}.toml"));
+        let mut text = format!(
+            "id = {id}\ndata_dir = {:?}\nlisten = \"{addr}\"\nudp = \"127.0.0.1:{}\"\ncluster_secret = \"{secret}\"\nlog_format = \"json\"\n",
+            data_dir.to_str().unwrap(),
+            free_port()
+        );
+        if let Some(j) = join {
+            text.push_str(&format!("join = \"{}\"\n", self.nodes[&j].addr));
+        }
+        text.push_str(&self.extra_config);
+        std::fs::write(&config, text).unwrap();
+        let log_path = self.dir.path().join(format!("node{id}.log"));
+        let mut node = TestNode {
+            id,
+            addr,
+            data_dir,
+            config,
+            log_path,
+            child: None,
+        };
+        spawn(&mut node);
+        self.nodes.insert(id, node);
+        self.nodes.get_mut(&id).unwrap()
+    }
+
+    /// Starts a stopped node again with the same config and data dir.
+    pub fn restart(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        assert!(!node.is_running());
+        spawn(node);
+    }
+
+    pub fn node(&self, id: u64) -> &TestNode {
+        &self.nodes[&id]
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.values().filter(|n| n.is_running()).map(|n| n.id).collect()
+    }
+
+    pub async fn get(&self, id: u64, path: &str) -> (u16, Value) {
+        let resp = self.http.get(self.node(id).url(path)).send().await;
+        match resp {
+            Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub async fn post(&self, id: u64, path: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.post(self.node(id).url(path)).json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        match req.send().await {
+            Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub async fn cluster(&self, id: u64) -> Value {
+        self.get(id, "/v1/cluster").await.1
+    }
+
+    /// Polls `check` until it returns `Some` or the deadline passes.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, deadline: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if Instant::now() > end {
+                for n in self.nodes.values() {
+                    eprintln!("--- node {} log tail ---\n{}", n.id, n.log_tail());
+                }
+                panic!("timed out waiting for: {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_ready(&self, id: u64) {
+        self.wait_for(&format!("node {id} ready"), DEADLINE, || async move {
+            (self.get(id, "/ready").await.0 == 200).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until node `id` sees `n` voters and a leader.
+    pub async fn wait_voters(&self, id: u64, n: usize) {
+        self.wait_for(&format!("{n} voters seen by node {id}"), DEADLINE, || async move {
+            let c = self.cluster(id).await;
+            let voters = c["members"]
+                .as_array()?
+                .iter()
+                .filter(|m| m["voter"] == json!(true))
+                .count();
+            (voters == n && !c["leader"].is_null()).then_some(())
+        })
+        .await
+    }
+
+    /// The leader's id as the running nodes agree on it.
+    pub async fn leader(&self) -> u64 {
+        self.wait_for("an agreed leader", DEADLINE, || async move {
+            let mut seen = None;
+            for id in self.running() {
+                let l = self.cluster(id).await["leader"]["id"].as_u64()?;
+                if seen.is_some_and(|s| s != l) {
+                    return None;
+                }
+                seen = Some(l);
+            }
+            seen.filter(|l| self.running().contains(l))
+        })
+        .await
+    }
+
+    /// Waits until every running node reports the same applied index and state hash.
+    pub async fn wait_converged(&self) -> (u64, String) {
+        self.wait_for(
+            "all running nodes at the same applied index and state hash",
+            DEADLINE,
+            || async move {
+                let mut seen: Option<(u64, String)> = None;
+                for id in self.running() {
+                    let c = self.cluster(id).await;
+                    let here = (c["applied_index"].as_u64()?, c["state_hash"].as_str()?.to_string());
+                    if seen.as_ref().is_some_and(|s| *s != here) {
+                        return None;
+                    }
+                    seen = Some(here);
+                }
+                seen
+            },
+        )
+        .await
+    }
+}
+
+fn spawn(node: &mut TestNode) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&node.log_path)
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["serve", "--config", node.config.to_str().unwrap()])
+        .env("RUST_LOG", "info,openraft=warn,sled=warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn gavel serve");
+    node.child = Some(child);
+}
+
+/// An auction body that starts now and runs `secs` seconds.
+pub fn auction_body(title: &str, secs: u64) -> Value {
+    json!({ "seller": "sam", "title": title, "starting_price": 1000, "increment": 100, "duration_secs": secs })
+}
+
+pub fn data_dir_of(node: &TestNode) -> &Path {
+    &node.data_dir
+}
