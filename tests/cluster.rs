@@ -11,7 +11,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_survive_a_leader_kill_and_the_killed_node_catches_up() {
-    let _serial = serial();
+    let _serial = serial().await;
     log("phase: a 3-node cluster forms with --join");
     let mut c = TestCluster::start(3, TEST_RAFT).await;
     let leader = c.leader().await;
@@ -75,10 +75,19 @@ async fn three_nodes_survive_a_leader_kill_and_the_killed_node_catches_up() {
         let status = c.nodes.get_mut(&id).unwrap().terminate();
         assert!(status.success(), "node {id} exited with {status}");
     }
-    log("phase: a restarted cluster resumes without re-bootstrapping");
-    for id in [1, 2, 3] {
+    log("phase: node 1 restarted alone is not ready (it has no quorum), however long we look");
+    c.restart(1);
+    let watch_until = Instant::now() + Duration::from_millis(2_000);
+    while Instant::now() < watch_until {
+        let (status, body) = c.get(1, "/ready").await;
+        assert_ne!(status, 200, "a lone node of a 3-node cluster must not be ready: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    log("phase: with its peers back the cluster resumes without re-bootstrapping");
+    for id in [2, 3] {
         c.restart(id);
     }
+    c.wait_ready(1).await;
     c.leader().await;
     let (status, read) = c.get(1, &format!("/v1/auctions/{id}")).await;
     assert_eq!((status, read["id"].as_u64()), (200, Some(id)), "{read}");
@@ -87,7 +96,7 @@ async fn three_nodes_survive_a_leader_kill_and_the_killed_node_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_node_catches_up_through_a_snapshot_and_a_node_can_be_removed() {
-    let _serial = serial();
+    let _serial = serial().await;
     // Keep nothing behind a snapshot, so a new node cannot catch up from the log.
     let config = format!("{TEST_RAFT}keep_behind_snapshot_entries = 0\n");
     log("phase: one node takes writes and a snapshot, which purges its log");
@@ -179,7 +188,7 @@ async fn a_late_node_catches_up_through_a_snapshot_and_a_node_can_be_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_cluster_secret_is_refused() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut c = TestCluster::start(1, TEST_RAFT).await;
 
     log("phase: node RPC without or with a wrong secret gets 401 and never reaches Raft");

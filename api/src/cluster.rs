@@ -30,17 +30,26 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when a leader is known and everything this node knows to be committed is
-/// applied.
+/// Ready when a live leader is known and everything this node knows to be committed is
+/// applied. openraft 0.9 restores `current_leader` (even this node's own leadership)
+/// from the stored vote at start, before any peer has answered, so "live" is checked:
+/// a leader must have heard from a quorum, a follower from the leader, within an
+/// election timeout.
 pub async fn ready(State(s): State<AppState>) -> Response {
     let m = s.raft.metrics().borrow().clone();
     let committed = cluster::committed(&s.raft).await.map(|c| c.index);
     let applied = m.last_applied.map(|a| a.index);
-    let has_leader = m.current_leader.is_some();
+    let recent = |ms: Option<u64>| ms.is_some_and(|ms| ms <= s.raft.config().election_timeout_max);
+    let leader_alive = match m.state {
+        ServerState::Leader => recent(m.millis_since_quorum_ack),
+        _ => recent(s.leader_contact.elapsed_ms()),
+    };
+    let has_leader = m.current_leader.is_some() && leader_alive;
     let caught_up = applied >= committed;
     let body = json!({
         "ready": has_leader && caught_up,
         "leader": m.current_leader,
+        "quorum_ack_ms": m.millis_since_quorum_ack,
         "applied_index": applied,
         "commit_index": committed,
     });

@@ -42,7 +42,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .with_state(state.clone());
-    api.merge(gavel_raft::rpc::router(state.raft.clone(), state.secret.clone()))
+    api.merge(gavel_raft::rpc::router(
+        state.raft.clone(),
+        state.secret.clone(),
+        state.leader_contact.clone(),
+    ))
 }
 
 async fn not_found() -> ApiError {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gavel_raft::rpc::LeaderContact;
 use gavel_raft::Raft;
 use gavel_storage::StateMachineStore;
 
@@ -25,6 +26,8 @@ pub struct Inner {
     pub secret: Option<Arc<str>>,
     pub client: reqwest::Client,
     pub counters: Counters,
+    /// When a leader last reached this node (see `gavel_raft::rpc::LeaderContact`).
+    pub leader_contact: Arc<LeaderContact>,
 }
 
 /// Request counters for `/metrics`.
@@ -72,6 +75,7 @@ impl AppState {
             secret,
             client,
             counters: Counters::default(),
+            leader_contact: Arc::new(LeaderContact::default()),
         }))
     }
 }

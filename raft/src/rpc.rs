@@ -4,7 +4,9 @@
 //! without it, or with a wrong one, gets 401 and never reaches Raft. Bodies are bincode
 //! (see [`crate::network`]); an undecodable body gets 400.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -14,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use gavel_storage::{bincode_config, TypeConfig};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -26,15 +28,55 @@ pub const RPC_SNAPSHOT_PATH: &str = "/raft/snapshot";
 /// Largest RPC body accepted: a batch of entries or one snapshot chunk (3 MiB by default).
 pub const RPC_BODY_MAX_BYTES: usize = 64 * 1024 * 1024;
 
+/// When this node last accepted an AppendEntries from a leader. openraft 0.9 restores
+/// `current_leader` from the stored vote at start, so "a leader is known" alone does not
+/// mean one is alive; readiness asks this instead.
+#[derive(Debug)]
+pub struct LeaderContact {
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last contact, plus one; 0 = never.
+    last_ms: AtomicU64,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LeaderContact {
+    pub fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last contact, `None` if there was none.
+    pub fn elapsed_ms(&self) -> Option<u64> {
+        match self.last_ms.load(Ordering::Relaxed) {
+            0 => None,
+            last => Some((self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(last)),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct RpcState {
+    raft: Raft,
+    contact: Arc<LeaderContact>,
+}
+
 /// The `/raft/*` routes. `secret` is the cluster secret; `None` refuses every request.
-pub fn router(raft: Raft, secret: Option<Arc<str>>) -> Router {
+pub fn router(raft: Raft, secret: Option<Arc<str>>, contact: Arc<LeaderContact>) -> Router {
     Router::new()
         .route(RPC_APPEND_PATH, post(append))
         .route(RPC_VOTE_PATH, post(vote))
         .route(RPC_SNAPSHOT_PATH, post(snapshot))
         .layer(middleware::from_fn_with_state(secret, require_secret))
         .layer(DefaultBodyLimit::max(RPC_BODY_MAX_BYTES))
-        .with_state(raft)
+        .with_state(RpcState { raft, contact })
 }
 
 async fn require_secret(State(secret): State<Option<Arc<str>>>, request: Request, next: Next) -> Response {
@@ -62,20 +104,28 @@ where
     }
 }
 
-async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
+async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
     handle(body, |req: AppendEntriesRequest<TypeConfig>| async move {
-        raft.append_entries(req).await
+        let result = s.raft.append_entries(req).await;
+        if matches!(result, Ok(ref r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            s.contact.touch();
+        }
+        result
     })
     .await
 }
 
-async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
-    handle(body, |req: VoteRequest<u64>| async move { raft.vote(req).await }).await
+async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
+    handle(body, |req: VoteRequest<u64>| async move { s.raft.vote(req).await }).await
 }
 
-async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
+async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
     handle(body, |req: InstallSnapshotRequest<TypeConfig>| async move {
-        raft.install_snapshot(req).await
+        let result = s.raft.install_snapshot(req).await;
+        if result.is_ok() {
+            s.contact.touch();
+        }
+        result
     })
     .await
 }

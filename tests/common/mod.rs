@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -15,11 +14,12 @@ use serde_json::{json, Value};
 pub const SECRET: &str = "test-cluster-secret-0123456789";
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Cluster tests share two cores: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// Cluster tests share two cores: run them one at a time (tokio's mutex works across
+/// the tests' separate runtimes and is not poisoned by a failed test).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 pub fn log(msg: &str) {
