@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a node. With an empty data dir and no --join it bootstraps a one-node cluster.
     Serve(ServeArgs),
+    /// Create, list, show, bid on and cancel auctions through a node's HTTP API.
+    Auction(crate::client::ClientArgs),
     /// Read a stopped node's Raft log (offline, read-only).
     #[command(subcommand)]
     Log(LogCommand),
@@ -124,6 +126,7 @@ pub struct SnapshotArgs {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Auction(args) => crate::client::run(args),
         Command::Log(LogCommand::Dump(args)) => tools::log_dump(&args),
         Command::Log(LogCommand::Verify(args)) => tools::log_verify(&args),
         Command::Snapshot(SnapshotCommand::Inspect(args)) => tools::snapshot_inspect(&args),

@@ -1,6 +1,7 @@
 //! The `gavel` binary: parses the command line and hands over to one function.
 
 mod cli;
+mod client;
 mod config;
 mod node;
 mod tools;

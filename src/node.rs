@@ -138,6 +138,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         sm.clone(),
         secret,
     );
+    let clock = tokio::spawn(gavel_api::clock::run(state.clone(), stop.clone()));
     let app = gavel_api::router(state);
     let mut server_stop = stop.clone();
     let server = tokio::spawn(gavel_api::serve(listener, app, async move {
@@ -161,6 +162,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
         Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
     }
+    let _ = clock.await;
     if let Err(e) = raft.shutdown().await {
         tracing::error!(error = %e, "raft shutdown failed");
     }

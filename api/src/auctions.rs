@@ -183,7 +183,7 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadParams {
-    consistency: Option<String>,
+    pub consistency: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,7 +197,11 @@ pub struct ListParams {
 
 /// Runs the read barrier unless the client asked for a stale read; a follower forwards
 /// linearizable reads to the leader.
-async fn read_barrier(s: &AppState, consistency: Option<&str>, req: &RawRequest) -> Result<Option<Response>, ApiError> {
+pub async fn read_barrier(
+    s: &AppState,
+    consistency: Option<&str>,
+    req: &RawRequest,
+) -> Result<Option<Response>, ApiError> {
     match consistency {
         Some("stale") => Ok(None),
         None | Some("linearizable") => match cluster::read_barrier(&s.raft).await {

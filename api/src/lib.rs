@@ -6,6 +6,8 @@
 //! one place, [`error`].
 
 pub mod auctions;
+pub mod bids;
+pub mod clock;
 pub mod cluster;
 pub mod error;
 pub mod forward;
@@ -39,6 +41,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/auctions", post(auctions::create).get(auctions::list))
         .route("/v1/auctions/{id}", get(auctions::get))
+        .route("/v1/auctions/{id}/bids", post(bids::place_bid).get(bids::list_bids))
+        .route("/v1/auctions/{id}/buy", post(bids::buy_now))
+        .route("/v1/auctions/{id}/cancel", post(bids::cancel))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .with_state(state.clone());

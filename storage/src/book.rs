@@ -221,6 +221,25 @@ impl AuctionBook {
         events[start..].to_vec()
     }
 
+    /// The clock commands due at `now`: `CloseAuction` for every auction past its
+    /// (extended) end, `OpenAuction` for every scheduled auction past its start. Proposing
+    /// them is the hosting clock's job; applying them re-checks the time.
+    pub fn due(&self, now: TimestampMs) -> Vec<Op> {
+        self.auctions
+            .values()
+            .filter(|a| !a.status.is_final())
+            .filter_map(|a| {
+                if now >= a.ends_at_ms {
+                    Some(Op::CloseAuction { auction_id: a.id })
+                } else if a.status == AuctionStatus::Scheduled && now >= a.spec.starts_at_ms {
+                    Some(Op::OpenAuction { auction_id: a.id })
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
     pub fn counts(&self) -> BookCounts {
         let statuses = [
             AuctionStatus::Scheduled,

@@ -1,0 +1,365 @@
+//! `gavel auction …`: a command-line client of the HTTP API. Tables for people,
+//! `--json` prints the API's JSON as it came. API errors are printed as
+//! `error [code]: message` and exit non-zero (1 for a 4xx refusal, 2 when the node
+//! cannot be reached or fails).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use comfy_table::{presets, Table};
+use serde_json::{json, Value};
+
+/// Exit code for a request the API refused (4xx).
+const EXIT_REFUSED: u8 = 1;
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Node to talk to (any node: writes are forwarded to the leader).
+    #[arg(long, env = "GAVEL_NODE", default_value = "http://127.0.0.1:7070", global = true)]
+    pub node: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AuctionCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuctionCommand {
+    /// Create an English auction.
+    Create(CreateArgs),
+    /// List auctions.
+    List {
+        /// scheduled, open, closed or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Show auctions with ids after this one (the previous page's `next_after`).
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Show one auction and its bids.
+    Show { id: u64 },
+    /// Place a bid: a straight bid (--amount), a proxy bid (--max-amount), or both.
+    Bid {
+        id: u64,
+        #[arg(long)]
+        bidder: String,
+        #[arg(long)]
+        amount: Option<u64>,
+        #[arg(long)]
+        max_amount: Option<u64>,
+        /// Idempotency-Key: a retry with the same key is not a second bid.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Cancel: as the seller (before the first bid), or as admin with the cluster secret.
+    Cancel {
+        id: u64,
+        #[arg(long, conflicts_with = "admin")]
+        seller: Option<String>,
+        /// Cancel as admin using GAVEL_CLUSTER_SECRET.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    seller: String,
+    #[arg(long)]
+    title: String,
+    /// In minor units (cents).
+    #[arg(long)]
+    starting_price: u64,
+    /// A fixed step in minor units.
+    #[arg(long)]
+    increment: u64,
+    #[arg(long)]
+    reserve_price: Option<u64>,
+    #[arg(long)]
+    buy_now_price: Option<u64>,
+    /// RFC 3339; default now.
+    #[arg(long)]
+    starts_at: Option<String>,
+    /// RFC 3339 (or use --duration-secs).
+    #[arg(long, conflicts_with = "duration_secs")]
+    ends_at: Option<String>,
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Soft close as WINDOW_SECS,EXTEND_SECS,MAX_EXTENSIONS.
+    #[arg(long, value_parser = parse_soft_close)]
+    soft_close: Option<(u32, u32, u32)>,
+    #[arg(long)]
+    key: Option<String>,
+}
+
+fn parse_soft_close(s: &str) -> Result<(u32, u32, u32), String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    let [w, e, m] = parts.as_slice() else {
+        return Err("expected WINDOW_SECS,EXTEND_SECS,MAX_EXTENSIONS".into());
+    };
+    let n = |v: &str| v.trim().parse::<u32>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((n(w)?, n(e)?, n(m)?))
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// An API answer: status and JSON body.
+struct Answer {
+    status: reqwest::StatusCode,
+    body: Value,
+}
+
+impl Client {
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Answer> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the answer")?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Answer { status, body })
+    }
+
+    async fn get(&self, path: &str) -> Result<Answer> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn post(&self, path: &str, body: Value, key: Option<&str>, admin: Option<&str>) -> Result<Answer> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(secret) = admin {
+            req = req.bearer_auth(secret);
+        }
+        self.send(req).await
+    }
+}
+
+pub fn run(args: ClientArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: ClientArgs) -> Result<ExitCode> {
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: args.node.trim_end_matches('/').to_string(),
+    };
+    let answer = match &args.command {
+        AuctionCommand::Create(c) => {
+            let mut body = json!({
+                "seller": c.seller, "title": c.title, "starting_price": c.starting_price, "increment": c.increment,
+            });
+            for (k, v) in [
+                ("reserve_price", c.reserve_price.map(Value::from)),
+                ("buy_now_price", c.buy_now_price.map(Value::from)),
+                ("starts_at", c.starts_at.clone().map(Value::from)),
+                ("ends_at", c.ends_at.clone().map(Value::from)),
+                ("duration_secs", c.duration_secs.map(Value::from)),
+            ] {
+                if let Some(v) = v {
+                    body[k] = v;
+                }
+            }
+            if let Some((w, e, m)) = c.soft_close {
+                body["soft_close"] = json!({"window_secs": w, "extend_secs": e, "max_extensions": m});
+            }
+            client.post("/v1/auctions", body, c.key.as_deref(), None).await?
+        }
+        AuctionCommand::List { status, limit, after } => {
+            let mut query = Vec::new();
+            if let Some(s) = status {
+                query.push(format!("status={s}"));
+            }
+            if let Some(l) = limit {
+                query.push(format!("limit={l}"));
+            }
+            if let Some(a) = after {
+                query.push(format!("after={a}"));
+            }
+            client.get(&format!("/v1/auctions?{}", query.join("&"))).await?
+        }
+        AuctionCommand::Show { id } => {
+            let auction = client.get(&format!("/v1/auctions/{id}")).await?;
+            if auction.status.is_success() {
+                let bids = client.get(&format!("/v1/auctions/{id}/bids")).await?;
+                Answer {
+                    status: auction.status,
+                    body: json!({ "auction": auction.body, "bids": bids.body["bids"] }),
+                }
+            } else {
+                auction
+            }
+        }
+        AuctionCommand::Bid {
+            id,
+            bidder,
+            amount,
+            max_amount,
+            key,
+        } => {
+            let mut body = json!({ "bidder": bidder });
+            if let Some(a) = amount {
+                body["amount"] = json!(a);
+            }
+            if let Some(m) = max_amount {
+                body["max_amount"] = json!(m);
+            }
+            client
+                .post(&format!("/v1/auctions/{id}/bids"), body, key.as_deref(), None)
+                .await?
+        }
+        AuctionCommand::Cancel { id, seller, admin } => {
+            let secret = if *admin {
+                Some(std::env::var("GAVEL_CLUSTER_SECRET").context("--admin needs GAVEL_CLUSTER_SECRET")?)
+            } else {
+                None
+            };
+            let body = seller.as_ref().map(|s| json!({ "seller": s })).unwrap_or(json!({}));
+            client
+                .post(&format!("/v1/auctions/{id}/cancel"), body, None, secret.as_deref())
+                .await?
+        }
+    };
+    if !answer.status.is_success() {
+        let code = answer.body["error"]["code"].as_str().unwrap_or("http_error");
+        let message = answer.body["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| answer.body.to_string());
+        let mut line = format!("error [{code}] ({}): {message}", answer.status.as_u16());
+        if let Some(min) = answer.body["error"]["min_next_bid"].as_u64() {
+            line.push_str(&format!(" — the minimum next bid is {min}"));
+        }
+        eprintln!("{line}");
+        return Ok(ExitCode::from(if answer.status.is_client_error() {
+            EXIT_REFUSED
+        } else {
+            crate::tools::EXIT_ERROR
+        }));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer.body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &args.command {
+        AuctionCommand::List { .. } => {
+            let mut t = table(&["id", "title", "status", "price", "leader", "min next", "ends at"]);
+            for a in answer.body["auctions"].as_array().into_iter().flatten() {
+                t.add_row(vec![
+                    a["id"].to_string(),
+                    text(&a["title"]),
+                    text(&a["status"]),
+                    text(&a["highest_bid"]["amount"]),
+                    text(&a["highest_bid"]["bidder"]),
+                    text(&a["min_next_bid"]),
+                    text(&a["ends_at"]),
+                ]);
+            }
+            println!("{t}");
+            if let Some(next) = answer.body["next_after"].as_u64() {
+                println!("more: --after {next}");
+            }
+        }
+        AuctionCommand::Show { .. } => {
+            println!("{}", auction_table(&answer.body["auction"]));
+            let mut t = table(&["bid", "bidder", "amount", "price after", "leader after", "at"]);
+            for b in answer.body["bids"].as_array().into_iter().flatten() {
+                t.add_row(vec![
+                    b["bid_id"].to_string(),
+                    text(&b["bidder"]),
+                    text(&b["amount"]),
+                    text(&b["price_after"]),
+                    text(&b["leader_after"]),
+                    text(&b["at"]),
+                ]);
+            }
+            println!("\n{t}");
+        }
+        AuctionCommand::Bid { bidder, .. } => {
+            let b = &answer.body;
+            let verdict = if b["leading"] == json!(true) {
+                "you lead"
+            } else {
+                "outbid by a proxy maximum"
+            };
+            println!(
+                "bid {} accepted for {bidder}: {verdict}; price {} (leader {}), minimum next bid {}, ends at {}{}",
+                b["bid_id"],
+                b["price"],
+                text(&b["leader"]),
+                b["min_next_bid"],
+                text(&b["ends_at"]),
+                if b["extended"] == json!(true) {
+                    " (extended)"
+                } else {
+                    ""
+                }
+            );
+        }
+        AuctionCommand::Create(_) => println!("{}", auction_table(&answer.body)),
+        AuctionCommand::Cancel { .. } => println!("{}", auction_table(&answer.body["auction"])),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    t.set_header(header.iter().copied());
+    t
+}
+
+fn auction_table(a: &Value) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    let result = match &a["result"] {
+        Value::Null => "-".to_string(),
+        r => r
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| format!("{k}={}", text(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default(),
+    };
+    for (k, v) in [
+        ("id", text(&a["id"])),
+        ("title", text(&a["title"])),
+        ("seller", text(&a["seller"])),
+        ("status", text(&a["status"])),
+        ("price", text(&a["highest_bid"]["amount"])),
+        ("leader", text(&a["highest_bid"]["bidder"])),
+        ("min next bid", text(&a["min_next_bid"])),
+        ("reserve met", text(&a["reserve_met"])),
+        ("buy now", text(&a["buy_now_price"])),
+        ("starts at", text(&a["starts_at"])),
+        ("ends at", text(&a["ends_at"])),
+        ("extensions", text(&a["extensions"])),
+        ("bids", text(&a["bid_count"])),
+        ("result", result),
+    ] {
+        t.add_row(vec![k.to_string(), v]);
+    }
+    t
+}
