@@ -207,6 +207,18 @@ impl TestCluster {
         }
     }
 
+    /// Sends raw bytes; returns the status and the body as text.
+    pub async fn send_bytes(&self, id: u64, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, String) {
+        let resp = self
+            .http
+            .request(method, self.node(id).url(path))
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    }
+
     pub async fn cluster(&self, id: u64) -> Value {
         self.get(id, "/v1/cluster").await.1
     }
