@@ -39,6 +39,10 @@ pub struct Config {
     pub join: Option<String>,
     /// How many auctions this node hosts as a worker.
     pub max_auctions: u32,
+    /// A worker silent this long (no heartbeat to the leader) loses its auctions.
+    pub worker_grace_ms: u64,
+    /// Also push every hosted auction event to this broadcast or multicast address.
+    pub udp_broadcast: Option<String>,
     /// Shared by every node; required on node RPC and admin routes. Without it the node
     /// runs alone.
     pub cluster_secret: Option<String>,
@@ -59,6 +63,8 @@ impl std::fmt::Debug for Config {
             .field("udp", &self.udp)
             .field("join", &self.join)
             .field("max_auctions", &self.max_auctions)
+            .field("worker_grace_ms", &self.worker_grace_ms)
+            .field("udp_broadcast", &self.udp_broadcast)
             .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<set>"))
             .field("cluster_name", &self.cluster_name)
             .field("fsync", &self.fsync)
@@ -77,6 +83,8 @@ impl Default for Config {
             udp: "127.0.0.1:7071".into(),
             join: None,
             max_auctions: 10_000,
+            worker_grace_ms: 3_000,
+            udp_broadcast: None,
             cluster_secret: None,
             cluster_name: "gavel".into(),
             log_format: LogFormat::Pretty,
@@ -148,6 +156,17 @@ impl Config {
             if secret.len() < CLUSTER_SECRET_MIN_BYTES {
                 bail!("cluster_secret must be at least {CLUSTER_SECRET_MIN_BYTES} bytes");
             }
+        }
+        if self.worker_grace_ms < 2 * gavel_api::worker::HEARTBEAT_INTERVAL_MS {
+            bail!(
+                "worker_grace_ms ({}) must be at least twice the worker heartbeat ({} ms)",
+                self.worker_grace_ms,
+                gavel_api::worker::HEARTBEAT_INTERVAL_MS
+            );
+        }
+        if let Some(b) = &self.udp_broadcast {
+            b.parse::<SocketAddr>()
+                .with_context(|| format!("udp_broadcast {b:?} is not an IP:port address"))?;
         }
         if self.cluster_name.is_empty() {
             bail!("cluster_name must not be empty");

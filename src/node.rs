@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use gavel_api::worker::WorkerConfig;
 use gavel_api::AppState;
 use gavel_raft::{HttpNetwork, Raft};
 use gavel_storage::inspect::{sled_dir, snapshots_dir};
@@ -130,21 +131,51 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         }
     }
 
+    let udp_socket = Arc::new(
+        tokio::net::UdpSocket::bind(&config.udp)
+            .await
+            .with_context(|| format!("binding UDP {}", config.udp))?,
+    );
+    let udp_addr = udp_socket.local_addr()?.to_string();
+    let broadcast = match &config.udp_broadcast {
+        Some(target) => {
+            udp_socket.set_broadcast(true)?;
+            Some(target.parse().with_context(|| format!("udp_broadcast {target:?}"))?)
+        }
+        None => None,
+    };
+    let udp_counters = Arc::new(gavel_api::udp::UdpCounters::default());
+    let udp = gavel_api::udp::start_sender(udp_socket.clone(), udp_counters.clone());
+    let worker = WorkerConfig {
+        node_id: config.id,
+        addr: advertise.clone(),
+        udp_addr: udp_addr.clone(),
+        max_auctions: config.max_auctions,
+        grace: Duration::from_millis(config.worker_grace_ms),
+        broadcast,
+    };
     let state = AppState::new(
-        config.id,
-        advertise.clone(),
         config.cluster_name.clone(),
         raft.clone(),
         sm.clone(),
         secret,
+        worker,
+        udp,
     );
-    let clock = tokio::spawn(gavel_api::clock::run(state.clone(), stop.clone()));
+    let (datagram_tx, datagram_rx) = tokio::sync::mpsc::channel(gavel_api::subscriptions::DATAGRAM_REQUESTS_MAX);
+    let receiver = tokio::spawn(gavel_api::udp::receive(udp_socket, udp_counters, datagram_tx));
+    tokio::spawn(gavel_api::subscriptions::run_datagram_requests(
+        state.clone(),
+        datagram_rx,
+    ));
+    let worker_task = tokio::spawn(gavel_api::worker::run_worker(state.clone(), stop.clone()));
+    let reconciler = tokio::spawn(gavel_api::worker::run_reconciler(state.clone(), stop.clone()));
     let app = gavel_api::router(state);
     let mut server_stop = stop.clone();
     let server = tokio::spawn(gavel_api::serve(listener, app, async move {
         let _ = server_stop.wait_for(|s| *s).await;
     }));
-    tracing::info!(listen = %bound, advertise = %advertise, "serving HTTP API and node RPC");
+    tracing::info!(listen = %bound, advertise = %advertise, udp = %udp_addr, "serving HTTP API, node RPC and UDP");
 
     if fresh {
         if let Some(join) = config.join.clone() {
@@ -162,7 +193,9 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
         Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
     }
-    let _ = clock.await;
+    let _ = worker_task.await;
+    let _ = reconciler.await;
+    receiver.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::error!(error = %e, "raft shutdown failed");
     }

@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::forward::{forward, RawRequest};
 use crate::json::{now_ms, parse_json, parse_rfc3339, rfc3339};
 use crate::state::AppState;
+use crate::worker::pick_worker;
 
 /// Longest auction accepted.
 pub const AUCTION_DURATION_MAX_SECS: u64 = 365 * 24 * 3600;
@@ -142,6 +143,10 @@ pub async fn propose(
     req: &RawRequest,
     build: impl FnOnce(u64) -> Result<Op, ApiError>,
 ) -> Result<Result<BookResponse, Response>, ApiError> {
+    // Only the leader builds commands: it stamps the time and knows worker liveness.
+    if s.raft.metrics().borrow().state != openraft::ServerState::Leader {
+        return Ok(Err(forward(s, cluster::leader(&s.raft), req).await));
+    }
     let now = now_ms();
     let cmd = with_idempotency_key(Command::new(now, build(now)?), req)?;
     match cluster::write(&s.raft, cmd).await {
@@ -152,12 +157,38 @@ pub async fn propose(
     }
 }
 
+/// How long a create waits for a live worker with spare capacity (just after start-up or a
+/// leader change no worker has reported yet).
+pub const WORKER_WAIT_MS: u64 = 2_000;
+
+/// On the leader: the worker to place a new auction on, waiting briefly for one.
+async fn wait_for_worker(s: &AppState) -> Option<u64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(WORKER_WAIT_MS);
+    loop {
+        if s.raft.metrics().borrow().state != openraft::ServerState::Leader {
+            return None;
+        }
+        if let Some(w) = pick_worker(&s.sm.read().book, &s.registry, None) {
+            return Some(w);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     let body: CreateAuction = parse_json(&req.body)?;
+    let worker = wait_for_worker(&s).await;
     let resp = propose(&s, &req, |now| {
+        let spec = body.into_spec(now)?;
+        let worker = worker.ok_or_else(|| {
+            ApiError::NoCapacity("every live worker is full (or none has reported yet); retry later".into())
+        })?;
         Ok(Op::CreateAuction {
-            spec: body.into_spec(now)?,
-            worker: None,
+            spec,
+            worker: Some(worker),
         })
     })
     .await?;
@@ -296,7 +327,7 @@ fn status_name(auction: &Auction, now: u64) -> &'static str {
     }
 }
 
-fn outcome_view(outcome: &Outcome) -> Value {
+pub fn outcome_view(outcome: &Outcome) -> Value {
     let mut v = json!({ "outcome": outcome.as_str() });
     match outcome {
         Outcome::Sold { winner, price } => {

@@ -315,5 +315,26 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         "# HELP gavel_http_forwarded_total Requests forwarded to the leader.\n# TYPE gavel_http_forwarded_total counter\ngavel_http_forwarded_total {}",
         c.forwarded.load(Ordering::Relaxed)
     );
+    let u = &s.udp.counters;
+    let _ = writeln!(
+        out,
+        "# HELP gavel_udp_datagrams_total UDP datagrams by outcome.\n# TYPE gavel_udp_datagrams_total counter"
+    );
+    for (what, v) in [
+        ("sent", &u.sent),
+        ("send_dropped", &u.send_dropped),
+        ("queue_dropped", &u.queue_dropped),
+        ("send_failed", &u.send_failed),
+        ("inbound_valid", &u.inbound_valid),
+        ("inbound_invalid", &u.inbound_invalid),
+    ] {
+        let _ = writeln!(
+            out,
+            "gavel_udp_datagrams_total{{outcome=\"{what}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    let hosted = s.sm.read().book.hosted_by(s.node_id).len() as u64;
+    let _ = writeln!(out, "# HELP gavel_worker_hosted_auctions Auctions this node hosts.\n# TYPE gavel_worker_hosted_auctions gauge\ngavel_worker_hosted_auctions {hosted}");
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

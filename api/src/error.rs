@@ -34,6 +34,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    NoCapacity(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -56,6 +58,7 @@ impl ApiError {
             ApiError::Rejected(r) => (rejection_status(r), r.code()),
             ApiError::NoLeader(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NoCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -68,6 +71,7 @@ pub fn rejection_status(r: &Rejection) -> StatusCode {
         Rejection::InvalidAmount { .. } | Rejection::InvalidInput { .. } => StatusCode::BAD_REQUEST,
         Rejection::NotSeller => StatusCode::FORBIDDEN,
         Rejection::NoCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Rejection::TooManySubscribers { .. } => StatusCode::TOO_MANY_REQUESTS,
         Rejection::AuctionNotOpen { .. }
         | Rejection::AuctionClosed
         | Rejection::AuctionCancelled
@@ -100,6 +104,7 @@ fn rejection_message(r: &Rejection) -> String {
         Rejection::UnknownWorker { node_id } => format!("worker {node_id} is not registered"),
         Rejection::NoCapacity { node_id } => format!("worker {node_id} is full; no capacity for new auctions"),
         Rejection::IdempotencyKeyReused => "this Idempotency-Key was used for a different request".into(),
+        Rejection::TooManySubscribers { max } => format!("the auction already has {max} UDP subscribers"),
     }
 }
 

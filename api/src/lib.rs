@@ -7,12 +7,16 @@
 
 pub mod auctions;
 pub mod bids;
-pub mod clock;
 pub mod cluster;
 pub mod error;
 pub mod forward;
 pub mod json;
+pub mod sse;
 pub mod state;
+pub mod subscriptions;
+pub mod udp;
+pub mod worker;
+pub mod workers_api;
 
 use std::future::Future;
 
@@ -44,6 +48,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auctions/{id}/bids", post(bids::place_bid).get(bids::list_bids))
         .route("/v1/auctions/{id}/buy", post(bids::buy_now))
         .route("/v1/auctions/{id}/cancel", post(bids::cancel))
+        .route("/v1/auctions/{id}/events", get(sse::events))
+        .route(
+            "/v1/auctions/{id}/subscriptions",
+            post(subscriptions::subscribe).delete(subscriptions::unsubscribe),
+        )
+        .route("/v1/workers", get(workers_api::list))
+        .route(worker::HEARTBEAT_PATH, post(workers_api::heartbeat))
+        .route(worker::CLOCK_PATH, post(workers_api::clock))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .with_state(state.clone());

@@ -1,5 +1,6 @@
-//! What every handler shares: this node's identity, its Raft handle and state machine,
-//! the cluster secret, and the HTTP client used to forward to the leader.
+//! What every handler and background task shares: this node's identity, its Raft handle
+//! and state machine, the cluster secret, the HTTP client used to reach the leader, the
+//! worker registry (leader soft state) and the UDP sender.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,6 +10,9 @@ use gavel_raft::rpc::LeaderContact;
 use gavel_raft::Raft;
 use gavel_storage::StateMachineStore;
 
+use crate::udp::UdpSender;
+use crate::worker::{Registry, WorkerConfig};
+
 /// How long a forwarded request may take at the leader.
 pub const FORWARD_TIMEOUT_MS: u64 = 15_000;
 
@@ -17,8 +21,6 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub node_id: u64,
-    /// The address peers and clients use to reach this node.
-    pub advertise: String,
     pub cluster_name: String,
     pub raft: Raft,
     pub sm: StateMachineStore,
@@ -28,6 +30,9 @@ pub struct Inner {
     pub counters: Counters,
     /// When a leader last reached this node (see `gavel_raft::rpc::LeaderContact`).
     pub leader_contact: Arc<LeaderContact>,
+    pub worker: WorkerConfig,
+    pub registry: Registry,
+    pub udp: UdpSender,
 }
 
 /// Request counters for `/metrics`.
@@ -52,12 +57,12 @@ impl Counters {
 
 impl AppState {
     pub fn new(
-        node_id: u64,
-        advertise: String,
         cluster_name: String,
         raft: Raft,
         sm: StateMachineStore,
         secret: Option<Arc<str>>,
+        worker: WorkerConfig,
+        udp: UdpSender,
     ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(FORWARD_TIMEOUT_MS))
@@ -67,8 +72,7 @@ impl AppState {
             .build()
             .expect("HTTP client builds");
         AppState(Arc::new(Inner {
-            node_id,
-            advertise,
+            node_id: worker.node_id,
             cluster_name,
             raft,
             sm,
@@ -76,7 +80,15 @@ impl AppState {
             client,
             counters: Counters::default(),
             leader_contact: Arc::new(LeaderContact::default()),
+            registry: Registry::new(worker.grace),
+            worker,
+            udp,
         }))
+    }
+
+    /// The address peers and clients use to reach this node.
+    pub fn advertise(&self) -> &str {
+        &self.worker.addr
     }
 }
 

@@ -66,11 +66,13 @@ mod bidding;
 pub mod idempotency;
 mod invariants;
 mod lifecycle;
+mod subscriptions;
 #[cfg(test)]
 mod tests;
 mod workers;
 
 pub use idempotency::{IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_KEY_MAX_BYTES, IDEMPOTENCY_TTL_MS};
+pub use subscriptions::{SUBSCRIBERS_PER_AUCTION_MAX, SUBSCRIPTION_TTL_MAX_SECS};
 
 use idempotency::{IdempotencyTable, Lookup};
 
@@ -93,6 +95,9 @@ pub struct AuctionBook {
     /// The newest [`RECENT_EVENTS_MAX`] events of each auction, oldest first.
     recent_events: BTreeMap<AuctionId, Vec<AuctionEvent>>,
     idempotency: IdempotencyTable,
+    /// UDP subscribers of each auction: address → expiry (command time). Replicated, so
+    /// a worker that takes an auction over knows whom to push to.
+    subscriptions: BTreeMap<AuctionId, BTreeMap<String, TimestampMs>>,
 }
 
 /// Summary counts for `gavel snapshot inspect` and metrics.
@@ -163,6 +168,12 @@ impl AuctionBook {
             } => Ok(self.register_worker(*node_id, addr, udp_addr, *max_auctions, now)),
             Op::RemoveWorker { node_id } => self.remove_worker(*node_id),
             Op::AssignAuction { auction_id, worker } => self.assign_auction(*auction_id, *worker, now),
+            Op::Subscribe {
+                auction_id,
+                addr,
+                ttl_secs,
+            } => self.subscribe(*auction_id, addr, *ttl_secs, now),
+            Op::Unsubscribe { auction_id, addr } => self.unsubscribe(*auction_id, addr),
         };
         result.unwrap_or_else(Response::Rejected)
     }

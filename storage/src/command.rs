@@ -106,6 +106,17 @@ pub enum Op {
         auction_id: AuctionId,
         worker: NodeId,
     },
+    /// Subscribe `addr` (an `ip:port` UDP address) to an auction's events for `ttl_secs`
+    /// of command time; subscribing again renews.
+    Subscribe {
+        auction_id: AuctionId,
+        addr: String,
+        ttl_secs: u32,
+    },
+    Unsubscribe {
+        auction_id: AuctionId,
+        addr: String,
+    },
 }
 
 impl Op {
@@ -121,6 +132,8 @@ impl Op {
             Op::RegisterWorker { .. } => "register_worker",
             Op::RemoveWorker { .. } => "remove_worker",
             Op::AssignAuction { .. } => "assign_auction",
+            Op::Subscribe { .. } => "subscribe",
+            Op::Unsubscribe { .. } => "unsubscribe",
         }
     }
 }
@@ -157,6 +170,15 @@ pub enum Response {
         auction_id: AuctionId,
         worker: NodeId,
         events: Vec<AuctionEvent>,
+    },
+    Subscribed {
+        auction_id: AuctionId,
+        addr: String,
+        expires_at_ms: TimestampMs,
+    },
+    Unsubscribed {
+        auction_id: AuctionId,
+        addr: String,
     },
     Rejected(Rejection),
 }
@@ -236,6 +258,10 @@ pub enum Rejection {
     },
     /// Same idempotency key, different operation.
     IdempotencyKeyReused,
+    /// The auction has as many live UDP subscribers as it may have.
+    TooManySubscribers {
+        max: u32,
+    },
 }
 
 impl Rejection {
@@ -258,6 +284,7 @@ impl Rejection {
             Rejection::UnknownWorker { .. } => "unknown_worker",
             Rejection::NoCapacity { .. } => "no_capacity",
             Rejection::IdempotencyKeyReused => "idempotency_key_reused",
+            Rejection::TooManySubscribers { .. } => "too_many_subscribers",
         }
     }
 }

@@ -16,6 +16,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError};
 
 use crate::snapshot::{decode_snapshot, encode_snapshot, SnapshotDir};
+use crate::AuctionEvent;
 use crate::{
     AuctionBook, Entry, Error, LogId, Response, Result, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -28,11 +29,18 @@ pub struct Applied {
     pub last_membership: StoredMembership,
 }
 
+/// Applied auction events buffered for slow listeners before they lag (and then
+/// catch up from the book's recent events).
+pub const APPLIED_EVENTS_CHANNEL_MAX: usize = 16_384;
+
 /// The state machine and its snapshot directory. Clones share state.
 #[derive(Debug, Clone)]
 pub struct StateMachineStore {
     state: Arc<RwLock<Applied>>,
     snapshots: SnapshotDir,
+    /// Every auction event, as it is applied on this node. A command answered from the
+    /// idempotency table sends its (old) events again: listeners dedupe by `seq`.
+    events: tokio::sync::broadcast::Sender<AuctionEvent>,
 }
 
 fn snapshot_err(e: Error) -> StorageError {
@@ -53,9 +61,11 @@ impl StateMachineStore {
             applied.last_membership = file.meta.last_membership.clone();
             tracing::info!(file = %path.display(), last_applied = ?applied.last_applied, "restored state from snapshot");
         }
+        let (events, _) = tokio::sync::broadcast::channel(APPLIED_EVENTS_CHANNEL_MAX);
         Ok(StateMachineStore {
             state: Arc::new(RwLock::new(applied)),
             snapshots,
+            events,
         })
     }
 
@@ -70,6 +80,11 @@ impl StateMachineStore {
 
     pub fn state_hash(&self) -> String {
         self.read().book.state_hash()
+    }
+
+    /// Auction events as they are applied here, from now on.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<AuctionEvent> {
+        self.events.subscribe()
     }
 
     pub fn snapshot_dir(&self) -> &SnapshotDir {
@@ -90,6 +105,10 @@ impl StateMachineStore {
                 }
             };
             state.last_applied = Some(entry.log_id);
+            for event in response.events() {
+                // No listener is not an error.
+                let _ = self.events.send(event.clone());
+            }
             out.push(response);
         }
         out

@@ -94,6 +94,14 @@ fn register(node_id: NodeId, max_auctions: u32) -> Op {
 fn remove(node_id: NodeId) -> Op {
     Op::RemoveWorker { node_id }
 }
+fn sub(auction_id: AuctionId, addr: &str, ttl_secs: u32) -> Op {
+    Op::Subscribe {
+        auction_id,
+        addr: addr.into(),
+        ttl_secs,
+    }
+}
+
 fn assign(auction_id: AuctionId, worker: NodeId) -> Op {
     Op::AssignAuction { auction_id, worker }
 }
@@ -719,6 +727,59 @@ fn every_rejection_reachable_through_apply() {
             .key("k1"),
         ),
     ];
+    let mut cases = cases;
+    let mut full = vec![at(STARTS, create(spec()), Want::Created(1))];
+    for port in 1..=crate::book::SUBSCRIBERS_PER_AUCTION_MAX {
+        full.push(at(
+            STARTS,
+            sub(1, &format!("127.0.0.1:{}", 10_000 + port), 60),
+            Want::Ok,
+        ));
+    }
+    cases.extend([
+        (
+            "subscription with a zero ttl",
+            vec![at(STARTS, create(spec()), Want::Created(1))],
+            at(STARTS, sub(1, "127.0.0.1:9000", 0), Want::Code("invalid_input")),
+        ),
+        (
+            "subscription to an address that is not ip:port",
+            vec![at(STARTS, create(spec()), Want::Created(1))],
+            at(STARTS, sub(1, "localhost", 60), Want::Code("invalid_input")),
+        ),
+        (
+            "subscription to an unknown auction",
+            vec![],
+            at(
+                STARTS,
+                sub(7, "127.0.0.1:9000", 60),
+                Want::Reject(Rejection::UnknownAuction { auction_id: 7 }),
+            ),
+        ),
+        (
+            "subscription to a closed auction",
+            vec![
+                at(STARTS, create(spec()), Want::Created(1)),
+                at(ENDS, close(1), Want::Ok),
+            ],
+            at(
+                ENDS,
+                sub(1, "127.0.0.1:9000", 60),
+                Want::Reject(Rejection::AuctionClosed),
+            ),
+        ),
+        (
+            "one subscriber too many",
+            full,
+            at(
+                STARTS,
+                sub(1, "127.0.0.1:9000", 60),
+                Want::Reject(Rejection::TooManySubscribers {
+                    max: crate::book::SUBSCRIBERS_PER_AUCTION_MAX,
+                }),
+            ),
+        ),
+    ]);
     let mut codes = BTreeSet::new();
     for (name, setup, step) in cases {
         let mut book = AuctionBook::new();
@@ -729,7 +790,7 @@ fn every_rejection_reachable_through_apply() {
             other => panic!("{name}: not rejected: {other:?}"),
         };
     }
-    assert_eq!(codes.len(), 16, "every Rejection variant is covered: {codes:?}");
+    assert_eq!(codes.len(), 17, "every Rejection variant is covered: {codes:?}");
 }
 
 #[test]
@@ -1545,4 +1606,43 @@ fn encode_decode_round_trip_and_corruption() {
         vec![("cancelled", 1), ("closed", 0), ("open", 1), ("scheduled", 0)]
     );
     assert_eq!((counts.bids, counts.workers, counts.idempotency_keys), (1, 1, 1));
+}
+
+#[test]
+fn subscriptions_renew_expire_and_survive_a_snapshot() {
+    let (mut book, _) = run(vec![
+        at(STARTS, create(spec()), Want::Created(1)),
+        at(STARTS, sub(1, "127.0.0.1:9000", 10), Want::Ok),
+        at(STARTS, sub(1, "[::1]:9001", 20), Want::Ok),
+    ]);
+    let live = |book: &AuctionBook, now| book.subscribers(1, now).into_iter().map(|(a, _)| a).collect::<Vec<_>>();
+    assert_eq!(live(&book, STARTS), vec!["127.0.0.1:9000", "[::1]:9001"]);
+    assert_eq!(
+        live(&book, STARTS + 15_000),
+        vec!["[::1]:9001"],
+        "the first expired after 10 s"
+    );
+    run_on(
+        &mut book,
+        vec![at(STARTS + 5_000, sub(1, "127.0.0.1:9000", 60), Want::Ok)],
+    );
+    assert_eq!(
+        live(&book, STARTS + 30_000),
+        vec!["127.0.0.1:9000"],
+        "renewed for 60 s from its renewal"
+    );
+    let copy = AuctionBook::decode(&book.encode()).unwrap();
+    assert_eq!(live(&copy, STARTS + 30_000), vec!["127.0.0.1:9000"]);
+    run_on(
+        &mut book,
+        vec![at(
+            STARTS + 6_000,
+            Op::Unsubscribe {
+                auction_id: 1,
+                addr: "127.0.0.1:9000".into(),
+            },
+            Want::Ok,
+        )],
+    );
+    assert!(live(&book, STARTS + 6_000).iter().all(|a| a != "127.0.0.1:9000"));
 }

@@ -1,0 +1,160 @@
+//! `GET /v1/auctions/{id}/events`: the auction's events as Server-Sent Events.
+//!
+//! Each event has `id: <seq>`, `event: <kind>` and a JSON `data` line. A client resumes
+//! with `Last-Event-ID: <seq>` (browsers send it on reconnect) or `?after=<seq>`: it gets
+//! every retained event after that seq, then live ones, without gaps or repeats. The book
+//! retains the newest 256 events per auction; a client further behind sees the gap in
+//! `seq` and reads the rest from `/v1/auctions/{id}/bids`. Any node serves the stream
+//! from its own applied state. The stream ends after the closing event.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use gavel_storage::{Actor, AuctionEvent, EventKind, Rejection};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::json::rfc3339;
+use crate::state::AppState;
+use crate::udp::{kind_name, EventFrame};
+
+pub const KEEP_ALIVE_SECS: u64 = 15;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    after: Option<u64>,
+}
+
+/// The JSON form of an event (shared with `gavel watch`).
+pub fn event_json(e: &AuctionEvent) -> Value {
+    let mut v = json!({ "auction_id": e.auction_id, "seq": e.seq, "ts": rfc3339(e.ts_ms) });
+    match &e.kind {
+        EventKind::BidAccepted {
+            bid_id,
+            bidder,
+            price,
+            leader,
+        } => {
+            v["bid_id"] = json!(bid_id);
+            v["bidder"] = json!(bidder);
+            v["price"] = json!(price);
+            v["leader"] = json!(leader);
+        }
+        EventKind::Extended { ends_at_ms, extensions } => {
+            v["ends_at"] = json!(rfc3339(*ends_at_ms));
+            v["extensions"] = json!(extensions);
+        }
+        EventKind::Closed { outcome } => v["result"] = crate::auctions::outcome_view(outcome),
+        EventKind::Cancelled { by } => {
+            v["cancelled_by"] = json!(if matches!(by, Actor::Admin) { "admin" } else { "seller" })
+        }
+        EventKind::Reassigned { worker } => v["worker"] = json!(worker),
+        EventKind::Created | EventKind::Opened => {}
+    }
+    v
+}
+
+fn is_final(e: &AuctionEvent) -> bool {
+    matches!(e.kind, EventKind::Closed { .. } | EventKind::Cancelled { .. })
+}
+
+struct Feed {
+    s: AppState,
+    id: u64,
+    replay: VecDeque<AuctionEvent>,
+    live: broadcast::Receiver<AuctionEvent>,
+    last: u64,
+    done: bool,
+}
+
+impl Feed {
+    async fn next(&mut self) -> Option<AuctionEvent> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let event = match self.replay.pop_front() {
+                Some(e) => e,
+                None => match self.live.recv().await {
+                    Ok(e) if e.auction_id == self.id => e,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.replay = self.s.sm.read().book.recent_events(self.id, self.last).into();
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            if event.seq <= self.last {
+                continue;
+            }
+            self.last = event.seq;
+            self.done = is_final(&event);
+            return Some(event);
+        }
+    }
+}
+
+pub async fn events(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    Query(params): Query<EventParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let from_header = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::invalid("Last-Event-ID must be an event seq (an integer)"))?,
+        ),
+        None => None,
+    };
+    let after = from_header.or(params.after).unwrap_or(0);
+    // Subscribe before reading the book so nothing applied in between is missed.
+    let live = s.sm.subscribe_events();
+    let (replay, ended) = {
+        let st = s.sm.read();
+        let auction = st
+            .book
+            .auction(id)
+            .ok_or(ApiError::Rejected(Rejection::UnknownAuction { auction_id: id }))?;
+        (
+            st.book.recent_events(id, after),
+            auction.status.is_final() && auction.seq <= after,
+        )
+    };
+    let feed = Feed {
+        s,
+        id,
+        replay: replay.into(),
+        live,
+        last: after,
+        done: ended,
+    };
+    let stream = stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        let sse = Event::default()
+            .id(event.seq.to_string())
+            .event(kind_name(EventFrame::from_event(&event, 0).kind))
+            .json_data(event_json(&event))
+            .expect("event JSON serialises");
+        Some((Ok::<_, Infallible>(sse), feed))
+    });
+    Ok(sse_response(stream))
+}
+
+fn sse_response(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_SECS)))
+        .into_response()
+}
