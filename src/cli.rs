@@ -25,6 +25,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create, list, show, bid on and cancel auctions through a node's HTTP API.
     Auction(crate::client::ClientArgs),
+    /// Print an auction's live events (UDP or SSE) and report gaps in seq.
+    Watch(crate::watch::WatchArgs),
     /// Read a stopped node's Raft log (offline, read-only).
     #[command(subcommand)]
     Log(LogCommand),
@@ -127,6 +129,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Auction(args) => crate::client::run(args),
+        Command::Watch(args) => crate::watch::run(args),
         Command::Log(LogCommand::Dump(args)) => tools::log_dump(&args),
         Command::Log(LogCommand::Verify(args)) => tools::log_verify(&args),
         Command::Snapshot(SnapshotCommand::Inspect(args)) => tools::snapshot_inspect(&args),

@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod node;
 mod tools;
+mod watch;
 
 use clap::Parser;
 

@@ -36,7 +36,8 @@ pub struct EventParams {
 
 /// The JSON form of an event (shared with `gavel watch`).
 pub fn event_json(e: &AuctionEvent) -> Value {
-    let mut v = json!({ "auction_id": e.auction_id, "seq": e.seq, "ts": rfc3339(e.ts_ms) });
+    let kind = kind_name(EventFrame::from_event(e, 0).kind);
+    let mut v = json!({ "auction_id": e.auction_id, "seq": e.seq, "kind": kind, "ts": rfc3339(e.ts_ms) });
     match &e.kind {
         EventKind::BidAccepted {
             bid_id,

@@ -26,6 +26,14 @@ pub fn log(msg: &str) {
     eprintln!("[test {:?}] {msg}", std::thread::current().name().unwrap_or("?"));
 }
 
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -41,6 +49,7 @@ pub const TEST_RAFT: &str =
 pub struct TestNode {
     pub id: u64,
     pub addr: String,
+    pub udp: String,
     pub data_dir: PathBuf,
     pub config: PathBuf,
     pub log_path: PathBuf,
@@ -50,6 +59,10 @@ pub struct TestNode {
 impl TestNode {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn udp_addr(&self) -> String {
+        self.udp.clone()
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -149,10 +162,10 @@ impl TestCluster {
         let addr = format!("127.0.0.1:{}", free_port());
         let data_dir = self.dir.path().join(format!("node{id}"));
         let config = self.dir.path().join(format!("node{id}.toml"));
+        let udp = format!("127.0.0.1:{}", free_udp_port());
         let mut text = format!(
-            "id = {id}\ndata_dir = {:?}\nlisten = \"{addr}\"\nudp = \"127.0.0.1:{}\"\ncluster_secret = \"{secret}\"\nlog_format = \"json\"\n",
+            "id = {id}\ndata_dir = {:?}\nlisten = \"{addr}\"\nudp = \"{udp}\"\ncluster_secret = \"{secret}\"\nlog_format = \"json\"\n",
             data_dir.to_str().unwrap(),
-            free_port()
         );
         if let Some(j) = join {
             text.push_str(&format!("join = \"{}\"\n", self.nodes[&j].addr));
@@ -163,6 +176,7 @@ impl TestCluster {
         let mut node = TestNode {
             id,
             addr,
+            udp,
             data_dir,
             config,
             log_path,

@@ -1,0 +1,222 @@
+//! `gavel watch AUCTION_ID [--udp|--sse]`: prints an auction's live events and reports
+//! every gap in `seq` (missed datagrams; the rest is at /v1/auctions/ID/bids).
+//!
+//! `--udp` (default) binds a local UDP socket, subscribes it over HTTP and renews the
+//! subscription every third of its TTL. `--sse` reads the Server-Sent Events stream and
+//! reconnects with `Last-Event-ID` if the connection drops. Both stop after the closing
+//! event, or after `--count` events.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::{json, Value};
+
+use gavel_api::udp::{kind_name, EventFrame};
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    pub auction_id: u64,
+    /// Node to subscribe through (any node).
+    #[arg(long, env = "GAVEL_NODE", default_value = "http://127.0.0.1:7070")]
+    pub node: String,
+    /// Receive UDP datagrams (the default).
+    #[arg(long, conflicts_with = "sse")]
+    pub udp: bool,
+    /// Read the Server-Sent Events stream instead.
+    #[arg(long)]
+    pub sse: bool,
+    /// Local UDP address to receive on; it must be reachable from the hosting worker.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    #[arg(long, default_value_t = 60)]
+    pub ttl_secs: u32,
+    /// Print one JSON object per event.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+/// Tracks `seq` and reports gaps and repeats.
+struct Sequence {
+    last: Option<u64>,
+    gaps: u64,
+}
+
+impl Sequence {
+    /// Returns false for a repeat (already seen).
+    fn accept(&mut self, auction_id: u64, seq: u64) -> bool {
+        match self.last {
+            Some(last) if seq <= last => return false,
+            Some(last) if seq > last + 1 => {
+                self.gaps += 1;
+                eprintln!(
+                    "gap: missed seq {}..={} (fetch them from /v1/auctions/{auction_id}/bids)",
+                    last + 1,
+                    seq - 1
+                );
+            }
+            _ => {}
+        }
+        self.last = Some(seq);
+        true
+    }
+}
+
+pub fn run(args: WatchArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        if args.sse {
+            watch_sse(&args).await
+        } else {
+            watch_udp(&args).await
+        }
+    })
+}
+
+fn print(args: &WatchArgs, v: &Value, line: String) {
+    if args.json {
+        println!("{v}");
+    } else {
+        println!("{line}");
+    }
+}
+
+async fn subscribe(http: &reqwest::Client, args: &WatchArgs, udp: &str) -> Result<()> {
+    let url = format!(
+        "{}/v1/auctions/{}/subscriptions",
+        args.node.trim_end_matches('/'),
+        args.auction_id
+    );
+    let resp = http
+        .post(&url)
+        .json(&json!({ "udp": udp, "ttl_secs": args.ttl_secs }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", args.node))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        bail!(
+            "subscribing failed ({status}): {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
+    let socket = tokio::net::UdpSocket::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let local = socket.local_addr()?.to_string();
+    let http = reqwest::Client::new();
+    subscribe(&http, args, &local).await?;
+    eprintln!("watching auction {} over UDP on {local}", args.auction_id);
+    let renew_every = Duration::from_secs(u64::from(args.ttl_secs.max(3)) / 3);
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+    let mut seq = Sequence { last: None, gaps: 0 };
+    let mut seen = 0u64;
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            _ = renew.tick() => {
+                if let Err(e) = subscribe(&http, args, &local).await {
+                    eprintln!("renewal failed: {e:#}");
+                }
+            }
+            received = socket.recv_from(&mut buf) => {
+                let (n, _) = received?;
+                let frame = match EventFrame::decode(&buf[..n]) {
+                    Ok(f) if f.auction_id == args.auction_id => f,
+                    Ok(_) => continue,
+                    Err(reason) => {
+                        eprintln!("ignored an invalid datagram ({reason:?})");
+                        continue;
+                    }
+                };
+                if !seq.accept(frame.auction_id, frame.seq) {
+                    continue;
+                }
+                let v = json!({
+                    "auction_id": frame.auction_id, "seq": frame.seq, "kind": kind_name(frame.kind), "ts_ms": frame.ts_ms,
+                    "amount": frame.amount, "ends_at_ms": frame.ends_at_ms, "detail": frame.detail, "bidder": frame.bidder,
+                });
+                let who = if frame.bidder.is_empty() { String::new() } else { format!(" {}", frame.bidder) };
+                print(args, &v, format!("seq {:>5}  {:<13} amount {:>10}{who}", frame.seq, kind_name(frame.kind), frame.amount));
+                seen += 1;
+                if matches!(frame.kind, 5 | 6) || args.count.is_some_and(|c| seen >= c) {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+        }
+    }
+}
+
+async fn watch_sse(args: &WatchArgs) -> Result<ExitCode> {
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/v1/auctions/{}/events",
+        args.node.trim_end_matches('/'),
+        args.auction_id
+    );
+    let mut seq = Sequence { last: None, gaps: 0 };
+    let mut seen = 0u64;
+    let mut failures = 0u32;
+    loop {
+        let mut req = http.get(&url);
+        if let Some(last) = seq.last {
+            req = req.header("Last-Event-ID", last.to_string());
+        }
+        let mut resp = match req.send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) if r.status().is_client_error() => {
+                bail!(
+                    "the node refused ({}): {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                )
+            }
+            other => {
+                failures += 1;
+                if failures > 20 {
+                    bail!("cannot reach {}: {other:?}", args.node);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        failures = 0;
+        let mut pending = String::new();
+        let mut data = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find('\n') {
+                let line = pending[..end].trim_end_matches('\r').to_string();
+                pending.drain(..=end);
+                if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                } else if line.is_empty() && !data.is_empty() {
+                    let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                    data.clear();
+                    let Some(s) = v["seq"].as_u64() else { continue };
+                    if !seq.accept(args.auction_id, s) {
+                        continue;
+                    }
+                    print(args, &v, format!("seq {s:>5}  {v}"));
+                    seen += 1;
+                    if v.get("result").is_some()
+                        || v.get("cancelled_by").is_some()
+                        || args.count.is_some_and(|c| seen >= c)
+                    {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+        }
+        eprintln!("stream ended; reconnecting after seq {:?}", seq.last);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
