@@ -185,7 +185,22 @@ pub async fn remove_node(
     req: RawRequest,
 ) -> Result<Response, ApiError> {
     require_secret(&s, &req)?;
-    Ok(leader_only(&s, &req, cluster::remove_node(&s.raft, id)).await)
+    // A removed node stops being a worker too: its auctions are reassigned at once.
+    let change = async {
+        cluster::remove_node(&s.raft, id).await?;
+        let op = gavel_storage::Op::RemoveWorker { node_id: id };
+        if let Ok((_, gavel_storage::Response::WorkerRemoved { orphaned, .. })) =
+            cluster::write(&s.raft, gavel_storage::Command::new(crate::json::now_ms(), op)).await
+        {
+            tracing::info!(
+                node = id,
+                auctions = orphaned.len(),
+                "removed node's worker unregistered; its auctions will be reassigned"
+            );
+        }
+        Ok(())
+    };
+    Ok(leader_only(&s, &req, change).await)
 }
 
 /// Takes a snapshot of this node's state now and waits until it is on disk.

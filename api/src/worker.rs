@@ -193,6 +193,23 @@ pub fn pick_worker(book: &AuctionBook, registry: &Registry, not: Option<NodeId>)
 
 /// Leader side of a heartbeat: liveness, registration, reconciliation log lines.
 pub async fn handle_heartbeat(s: &AppState, hb: Heartbeat) -> Result<(), ApiError> {
+    let member = s
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&hb.node_id)
+        .is_some();
+    if !member {
+        return Err(ApiError::Conflict {
+            code: "not_a_member",
+            message: format!(
+                "node {} is not a member of the cluster; it cannot be a worker",
+                hb.node_id
+            ),
+        });
+    }
     let first = s.registry.record(&hb);
     let (registered, misplaced) = {
         let st = s.sm.read();
