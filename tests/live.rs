@@ -174,6 +174,12 @@ async fn udp_subscribers_get_every_event_in_order_and_sse_resumes_exactly() {
         (190, "bob", 1),
         "closed: sold to bob at 190"
     );
+    let late_ms = last.ts_ms.saturating_sub(last.ends_at_ms);
+    log(&format!("closed {late_ms} ms after its end"));
+    assert!(
+        last.ts_ms >= last.ends_at_ms && late_ms <= 100,
+        "a healthy worker closes within 100 ms of the end: {late_ms} ms"
+    );
     let bid_frame = &http_sub.frames[3];
     assert_eq!((bid_frame.kind, bid_frame.amount), (3, 130));
 
