@@ -88,6 +88,19 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         },
     )
     .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+    let started = std::time::Instant::now();
+    let records = log.verify().map_err(|e| {
+        anyhow::anyhow!(
+            "refusing to start: {e}. This node will not serve damaged state. Restore its data dir \
+             from a backup, or wipe it and add the node again (DELETE then POST /v1/cluster/nodes) \
+             so it copies the state from its peers"
+        )
+    })?;
+    tracing::info!(
+        records,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "log verified"
+    );
     let sm = StateMachineStore::open(snapshots_dir(&config.data_dir)).context("restoring the newest snapshot")?;
     let fresh = log.read_vote()?.is_none() && log.is_empty() && sm.last_applied().is_none();
     if let (Some(purged), Some(applied)) = (log.read_last_purged()?, sm.last_applied()) {
