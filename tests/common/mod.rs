@@ -81,6 +81,16 @@ impl TestNode {
         }
     }
 
+    /// Sends a signal (`STOP`, `CONT`, …) to the running process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            Command::new("kill")
+                .args([&format!("-{sig}"), &pid.to_string()])
+                .status()
+                .expect("kill");
+        }
+    }
+
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("node is running");
