@@ -34,6 +34,9 @@ pub struct Config {
     pub advertise: Option<String>,
     /// UDP fast path.
     pub udp: String,
+    /// Local address for outgoing connections to peers (multi-homed hosts); default: the
+    /// system's choice.
+    pub source_ip: Option<std::net::IpAddr>,
     /// A member's address to ask for admission when this node starts with an empty data
     /// dir.
     pub join: Option<String>,
@@ -61,6 +64,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("advertise", &self.advertise)
             .field("udp", &self.udp)
+            .field("source_ip", &self.source_ip)
             .field("join", &self.join)
             .field("max_auctions", &self.max_auctions)
             .field("worker_grace_ms", &self.worker_grace_ms)
@@ -81,6 +85,7 @@ impl Default for Config {
             listen: "127.0.0.1:7070".into(),
             advertise: None,
             udp: "127.0.0.1:7071".into(),
+            source_ip: None,
             join: None,
             max_auctions: 10_000,
             worker_grace_ms: 3_000,

@@ -125,7 +125,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         .raft
         .to_openraft(&config.cluster_name)
         .map_err(anyhow::Error::msg)?;
-    let network = HttpNetwork::new(config.cluster_secret.as_deref().unwrap_or(""));
+    let network = HttpNetwork::new(config.cluster_secret.as_deref().unwrap_or(""), config.source_ip);
     let raft = Raft::new(config.id, raft_config, network, log.clone(), sm.clone())
         .await
         .context("starting raft")?;
@@ -174,6 +174,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         secret,
         worker,
         udp,
+        config.source_ip,
     );
     let (datagram_tx, datagram_rx) = tokio::sync::mpsc::channel(gavel_api::subscriptions::DATAGRAM_REQUESTS_MAX);
     let receiver = tokio::spawn(gavel_api::udp::receive(udp_socket, udp_counters, datagram_tx));

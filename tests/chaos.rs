@@ -1,7 +1,8 @@
 //! A Jepsen-style run: concurrent bidders over many auctions through any node, retrying
 //! with `Idempotency-Key`, while a scheduler injects faults (kill -9 and restart of the
 //! leader, a follower or an auction's hosting worker; SIGSTOP/SIGCONT pauses; kill -9 in
-//! the middle of a snapshot). Every operation is recorded (invoke, ok/fail/unknown,
+//! the middle of a snapshot; network partitions isolating the leader or a follower, cut by
+//! a proxy in front of each node). Every operation is recorded (invoke, ok/fail/unknown,
 //! times); at the end a checker tests the invariants of DESIGN §6 against the committed
 //! state of every node.
 //!
@@ -238,7 +239,26 @@ async fn fault(c: &mut TestCluster, rng: &mut Rng, shared: &Shared) -> &'static 
     let leader = c.leader().await;
     let others: Vec<u64> = c.running().into_iter().filter(|id| *id != leader).collect();
     let pause = Duration::from_millis(500 + rng.next(2000));
-    match rng.next(5) {
+    match rng.next(7) {
+        5 | 6 => {
+            let (victim, kind) = if rng.next(2) == 0 {
+                (leader, "partition_leader")
+            } else {
+                (others[rng.next(others.len() as u64) as usize], "partition_follower")
+            };
+            let rest: Vec<u64> = c.nodes.keys().copied().filter(|id| *id != victim).collect();
+            let proxies = c.proxies.clone().expect("the chaos cluster is proxied");
+            proxies.isolate(victim, &rest);
+            tokio::time::sleep(pause + Duration::from_millis(1000)).await;
+            let majority_leader = c.cluster(rest[0]).await["leader"]["id"].as_u64();
+            proxies.heal();
+            c.wait_ready(victim).await;
+            if victim == leader && majority_leader.is_some_and(|l| l != leader) {
+                "partition_leader (replaced)"
+            } else {
+                kind
+            }
+        }
         0 => {
             c.nodes.get_mut(&leader).unwrap().kill();
             tokio::time::sleep(pause).await;
@@ -315,13 +335,10 @@ async fn chaos_run_keeps_every_invariant() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| now_epoch_ms() | 1);
     log(&format!("phase: chaos run of {secs} s on {nodes} nodes, seed {seed}"));
-    let mut c = TestCluster::start(
-        nodes,
-        &format!(
-            "worker_grace_ms = 1500\n{TEST_RAFT}snapshot_every_entries = 500\nkeep_behind_snapshot_entries = 100\n"
-        ),
-    )
-    .await;
+    let config = format!(
+        "worker_grace_ms = 1500\n{TEST_RAFT}snapshot_every_entries = 500\nkeep_behind_snapshot_entries = 100\n"
+    );
+    let mut c = TestCluster::start_with(nodes, &config, true).await;
     let urls: Vec<String> = c.nodes.values().map(|n| n.url("")).collect();
     let shared = Arc::new(Shared::default());
     let stop = Arc::new(AtomicBool::new(false));

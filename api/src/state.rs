@@ -63,8 +63,10 @@ impl AppState {
         secret: Option<Arc<str>>,
         worker: WorkerConfig,
         udp: UdpSender,
+        source_ip: Option<std::net::IpAddr>,
     ) -> Self {
         let client = reqwest::Client::builder()
+            .local_address(source_ip)
             .timeout(Duration::from_millis(FORWARD_TIMEOUT_MS))
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(32)

@@ -41,8 +41,10 @@ pub struct HttpNetwork {
 }
 
 impl HttpNetwork {
-    pub fn new(secret: &str) -> Self {
+    /// `source_ip`: the local address outgoing connections bind to (multi-homed hosts).
+    pub fn new(secret: &str, source_ip: Option<std::net::IpAddr>) -> Self {
         let client = reqwest::Client::builder()
+            .local_address(source_ip)
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .pool_max_idle_per_host(POOL_IDLE_PER_PEER_MAX)
             .pool_idle_timeout(Duration::from_secs(60))

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -135,6 +137,8 @@ impl Drop for TestNode {
 }
 
 pub struct TestCluster {
+    /// When set, every node sits behind a proxy the test controls (partitions).
+    pub proxies: Option<proxy::Proxies>,
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<u64, TestNode>,
     pub http: reqwest::Client,
@@ -144,6 +148,7 @@ pub struct TestCluster {
 impl TestCluster {
     pub fn new(extra_config: &str) -> Self {
         TestCluster {
+            proxies: None,
             dir: tempfile::tempdir().unwrap(),
             nodes: BTreeMap::new(),
             http: reqwest::Client::builder()
@@ -157,7 +162,15 @@ impl TestCluster {
     /// Starts node 1 alone (bootstrap), then `n - 1` nodes joining it, and waits until all
     /// are voters.
     pub async fn start(n: u64, extra_config: &str) -> Self {
+        Self::start_with(n, extra_config, false).await
+    }
+
+    /// Like [`TestCluster::start`]; with `proxied`, every node sits behind a proxy.
+    pub async fn start_with(n: u64, extra_config: &str, proxied: bool) -> Self {
         let mut c = TestCluster::new(extra_config);
+        if proxied {
+            c.proxies = Some(proxy::Proxies::default());
+        }
         c.add_node(1, None, SECRET);
         c.wait_ready(1).await;
         for id in 2..=n {
@@ -169,12 +182,26 @@ impl TestCluster {
 
     /// Writes the config and spawns node `id`; `join` names a node to join.
     pub fn add_node(&mut self, id: u64, join: Option<u64>, secret: &str) -> &mut TestNode {
-        let addr = format!("127.0.0.1:{}", free_port());
+        let listen = format!("127.0.0.1:{}", free_port());
+        // Behind a proxy, the node advertises the proxy and dials out from its own source
+        // address so the proxy can tell links apart.
+        let (addr, routing) = match &self.proxies {
+            Some(p) => {
+                let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = front.local_addr().unwrap().to_string();
+                p.spawn(id, front, listen.clone());
+                (
+                    addr.clone(),
+                    format!("advertise = \"{addr}\"\nsource_ip = \"{}\"\n", proxy::source_ip(id)),
+                )
+            }
+            None => (listen.clone(), String::new()),
+        };
         let data_dir = self.dir.path().join(format!("node{id}"));
         let config = self.dir.path().join(format!("node{id}.toml"));
         let udp = format!("127.0.0.1:{}", free_udp_port());
         let mut text = format!(
-            "id = {id}\ndata_dir = {:?}\nlisten = \"{addr}\"\nudp = \"{udp}\"\ncluster_secret = \"{secret}\"\nlog_format = \"json\"\n",
+            "id = {id}\ndata_dir = {:?}\nlisten = \"{listen}\"\nudp = \"{udp}\"\ncluster_secret = \"{secret}\"\nlog_format = \"json\"\n{routing}",
             data_dir.to_str().unwrap(),
         );
         if let Some(j) = join {
