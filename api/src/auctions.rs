@@ -149,7 +149,7 @@ pub async fn propose(
     }
     let now = now_ms();
     let cmd = with_idempotency_key(Command::new(now, build(now)?), req)?;
-    match cluster::write(&s.raft, cmd).await {
+    match s.proposer.write(cmd).await {
         Ok((_, BookResponse::Rejected(r))) => Err(ApiError::Rejected(r)),
         Ok((_, resp)) => Ok(Ok(resp)),
         Err(ClusterError::NotLeader { leader }) => Ok(Err(forward(s, leader, req).await)),

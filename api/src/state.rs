@@ -33,6 +33,8 @@ pub struct Inner {
     pub worker: WorkerConfig,
     pub registry: Registry,
     pub udp: UdpSender,
+    /// Group commit for client writes.
+    pub proposer: gavel_raft::cluster::Proposer,
 }
 
 /// Request counters for `/metrics`.
@@ -73,6 +75,7 @@ impl AppState {
             .tcp_nodelay(true)
             .build()
             .expect("HTTP client builds");
+        let proposer = gavel_raft::cluster::Proposer::start(raft.clone());
         AppState(Arc::new(Inner {
             node_id: worker.node_id,
             cluster_name,
@@ -85,6 +88,7 @@ impl AppState {
             registry: Registry::new(worker.grace),
             worker,
             udp,
+            proposer,
         }))
     }
 

@@ -126,6 +126,19 @@ impl AuctionBook {
 
     /// Applies one committed command. Pure and deterministic; never panics.
     pub fn apply(&mut self, cmd: &Command) -> Response {
+        if let Op::Batch(commands) = &cmd.op {
+            return Response::Batch(
+                commands
+                    .iter()
+                    .map(|c| match c.op {
+                        Op::Batch(_) => Response::Rejected(Rejection::InvalidInput {
+                            reason: "batches do not nest".into(),
+                        }),
+                        _ => self.apply(c),
+                    })
+                    .collect(),
+            );
+        }
         let now = cmd.ts_ms.max(self.last_ts_ms);
         let Some(key) = &cmd.idempotency_key else {
             self.last_ts_ms = now;
@@ -174,6 +187,9 @@ impl AuctionBook {
                 ttl_secs,
             } => self.subscribe(*auction_id, addr, *ttl_secs, now),
             Op::Unsubscribe { auction_id, addr } => self.unsubscribe(*auction_id, addr),
+            Op::Batch(_) => Err(Rejection::InvalidInput {
+                reason: "batches do not nest".into(),
+            }),
         };
         result.unwrap_or_else(Response::Rejected)
     }

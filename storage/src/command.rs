@@ -117,6 +117,9 @@ pub enum Op {
         auction_id: AuctionId,
         addr: String,
     },
+    /// Several client commands committed as one log entry (group commit); applied in
+    /// order, each with its own time and idempotency key. Batches do not nest.
+    Batch(Vec<Command>),
 }
 
 impl Op {
@@ -134,6 +137,7 @@ impl Op {
             Op::AssignAuction { .. } => "assign_auction",
             Op::Subscribe { .. } => "subscribe",
             Op::Unsubscribe { .. } => "unsubscribe",
+            Op::Batch(_) => "batch",
         }
     }
 }
@@ -181,6 +185,8 @@ pub enum Response {
         addr: String,
     },
     Rejected(Rejection),
+    /// The responses to an `Op::Batch`, in order.
+    Batch(Vec<Response>),
 }
 
 impl Response {
@@ -193,6 +199,14 @@ impl Response {
             | Response::AuctionAssigned { events, .. } => events,
             Response::BidAccepted(b) => &b.events,
             _ => &[],
+        }
+    }
+
+    /// Calls `f` for every event, including those inside a batch's responses.
+    pub fn for_each_event(&self, f: &mut impl FnMut(&AuctionEvent)) {
+        match self {
+            Response::Batch(responses) => responses.iter().for_each(|r| r.for_each_event(f)),
+            other => other.events().iter().for_each(f),
         }
     }
 }

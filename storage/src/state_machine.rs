@@ -105,10 +105,10 @@ impl StateMachineStore {
                 }
             };
             state.last_applied = Some(entry.log_id);
-            for event in response.events() {
-                // No listener is not an error.
+            // No listener is not an error.
+            response.for_each_event(&mut |event| {
                 let _ = self.events.send(event.clone());
-            }
+            });
             out.push(response);
         }
         out

@@ -1646,3 +1646,26 @@ fn subscriptions_renew_expire_and_survive_a_snapshot() {
     );
     assert!(live(&book, STARTS + 6_000).iter().all(|a| a != "127.0.0.1:9000"));
 }
+
+#[test]
+fn a_batch_applies_like_separate_entries_and_does_not_nest() {
+    let commands = vec![
+        Command::new(STARTS, create(spec())),
+        Command::new(STARTS + 1, bid(1, "alice", 100)).with_key("k1"),
+        Command::new(STARTS + 2, bid(1, "bob", 50)),
+        Command::new(STARTS + 3, bid(1, "alice", 100)).with_key("k1"),
+    ];
+    let mut separate = AuctionBook::new();
+    let one_by_one: Vec<Response> = commands.iter().map(|c| separate.apply(c)).collect();
+    let mut batched = AuctionBook::new();
+    let response = batched.apply(&Command::new(STARTS + 3, Op::Batch(commands.clone())));
+    assert_eq!(response, Response::Batch(one_by_one));
+    assert_eq!(batched.state_hash(), separate.state_hash());
+    let nested = batched.apply(&Command::new(
+        STARTS + 4,
+        Op::Batch(vec![Command::new(STARTS + 4, Op::Batch(vec![]))]),
+    ));
+    assert!(
+        matches!(nested, Response::Batch(ref r) if matches!(r[0], Response::Rejected(Rejection::InvalidInput { .. })))
+    );
+}
