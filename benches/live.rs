@@ -58,22 +58,6 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn metric(c: &TestCluster, node: u64, name: &str) -> u64 {
-    let text = c
-        .http
-        .get(c.node(node).url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 async fn wait_workers(c: &TestCluster, leader: u64) {
     c.wait_for("three live workers", DEADLINE, || async {
         let (_, w) = c.get(leader, "/v1/workers").await;
@@ -164,9 +148,12 @@ async fn fanout_case(c: &TestCluster, leader: u64, secs: u64) {
     let received = Arc::new(AtomicU64::new(0));
     subscribers(c, leader, id, 1000, Arc::default(), received.clone()).await;
     let sent_name = "gavel_udp_datagrams_total{outcome=\"sent\"}";
-    let sent0 = metric(c, worker, sent_name).await;
-    let dropped0 = metric(c, worker, "gavel_udp_datagrams_total{outcome=\"send_dropped\"}").await
-        + metric(c, worker, "gavel_udp_datagrams_total{outcome=\"queue_dropped\"}").await;
+    let sent0 = c.metric(worker, sent_name).await;
+    let dropped0 = c
+        .metric(worker, "gavel_udp_datagrams_total{outcome=\"send_dropped\"}")
+        .await
+        + c.metric(worker, "gavel_udp_datagrams_total{outcome=\"queue_dropped\"}")
+            .await;
     let recv0 = received.load(Ordering::Relaxed);
     let started = Instant::now();
     let stop = started + Duration::from_secs(secs);
@@ -200,9 +187,12 @@ async fn fanout_case(c: &TestCluster, leader: u64, secs: u64) {
     }
     let elapsed = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sent = metric(c, worker, sent_name).await - sent0;
-    let dropped = metric(c, worker, "gavel_udp_datagrams_total{outcome=\"send_dropped\"}").await
-        + metric(c, worker, "gavel_udp_datagrams_total{outcome=\"queue_dropped\"}").await
+    let sent = c.metric(worker, sent_name).await - sent0;
+    let dropped = c
+        .metric(worker, "gavel_udp_datagrams_total{outcome=\"send_dropped\"}")
+        .await
+        + c.metric(worker, "gavel_udp_datagrams_total{outcome=\"queue_dropped\"}")
+            .await
         - dropped0;
     let got = received.load(Ordering::Relaxed) - recv0;
     let accepted = bids.load(Ordering::Relaxed);

@@ -91,22 +91,6 @@ async fn bid(c: &TestCluster, node: u64, id: u64, bidder: &str, amount: u64) -> 
     .0
 }
 
-async fn metric(c: &TestCluster, node: u64, name: &str) -> u64 {
-    let text = c
-        .http
-        .get(c.node(node).url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_subscribers_get_every_event_in_order_and_sse_resumes_exactly() {
     let _serial = serial().await;
@@ -218,12 +202,16 @@ async fn udp_subscribers_get_every_event_in_order_and_sse_resumes_exactly() {
         vec![0xAB; 1500],
         vec![b'G', b'V', 9, 0x81],
     ];
-    let before = metric(&c, 1, "gavel_udp_datagrams_total{outcome=\"inbound_invalid\"}").await;
+    let before = c
+        .metric(1, "gavel_udp_datagrams_total{outcome=\"inbound_invalid\"}")
+        .await;
     for g in &garbage {
         junk.send_to(g, &udp_port).await.unwrap();
     }
     c.wait_for("every bad datagram counted", DEADLINE, || async {
-        (metric(&c, 1, "gavel_udp_datagrams_total{outcome=\"inbound_invalid\"}").await == before + garbage.len() as u64)
+        (c.metric(1, "gavel_udp_datagrams_total{outcome=\"inbound_invalid\"}")
+            .await
+            == before + garbage.len() as u64)
             .then_some(())
     })
     .await;

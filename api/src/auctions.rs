@@ -256,12 +256,7 @@ pub async fn get(
         return Ok(forwarded);
     }
     let st = s.sm.read();
-    let auction = st
-        .book
-        .auction(id)
-        .ok_or(ApiError::Rejected(gavel_storage::Rejection::UnknownAuction {
-            auction_id: id,
-        }))?;
+    let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
     Ok(Json(auction_view(&st.book, auction, now_ms())).into_response())
 }
 

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gavel_raft::secret_matches;
-use gavel_storage::{Actor, Op, Outcome, Rejection, Response as BookResponse};
+use gavel_storage::{Actor, Op, Outcome, Response as BookResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -83,10 +83,7 @@ pub async fn list_bids(
         return Ok(forwarded);
     }
     let st = s.sm.read();
-    let auction = st
-        .book
-        .auction(id)
-        .ok_or(ApiError::Rejected(Rejection::UnknownAuction { auction_id: id }))?;
+    let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
     let bids: Vec<Value> = auction
         .bids
         .iter()

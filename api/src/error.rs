@@ -40,6 +40,10 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    pub fn unknown_auction(auction_id: u64) -> Self {
+        ApiError::Rejected(Rejection::UnknownAuction { auction_id })
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         ApiError::BadRequest {
             code: "invalid_input",

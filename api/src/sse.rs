@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use gavel_storage::{Actor, AuctionEvent, EventKind, Rejection};
+use gavel_storage::{Actor, AuctionEvent, EventKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -125,10 +125,7 @@ pub async fn events(
     let live = s.sm.subscribe_events();
     let (replay, ended) = {
         let st = s.sm.read();
-        let auction = st
-            .book
-            .auction(id)
-            .ok_or(ApiError::Rejected(Rejection::UnknownAuction { auction_id: id }))?;
+        let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
         (
             st.book.recent_events(id, after),
             auction.status.is_final() && auction.seq <= after,

@@ -270,6 +270,23 @@ impl TestCluster {
         (resp.status().as_u16(), resp.text().await.unwrap_or_default())
     }
 
+    /// One value from a node's `/metrics` (the line starting with `name`), 0 if absent.
+    pub async fn metric(&self, id: u64, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.node(id).url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub async fn cluster(&self, id: u64) -> Value {
         self.get(id, "/v1/cluster").await.1
     }
