@@ -479,42 +479,58 @@ async fn chaos_run_keeps_every_invariant() {
         }
     }
     // Linearizability per auction: a read sees every bid acknowledged before it began,
-    // and reads never go back in time.
-    let seq_of_bid = |auction: u64, bid_id: &Value| {
-        committed[&auction]
-            .1
-            .iter()
-            .find(|b| b["bid_id"] == *bid_id)
-            .and_then(|b| b["seq"].as_u64())
-    };
-    for read in history.iter().filter(|o| o.bid.is_none()) {
-        let Result_::Ok(view) = &read.result else { continue };
-        let seen = view["seq"].as_u64().unwrap_or(0);
-        for w in history
-            .iter()
-            .filter(|o| o.bid.is_some() && o.auction == read.auction && o.complete_ms < read.invoke_ms)
-        {
-            if let Result_::Ok(r) = &w.result {
-                let s = seq_of_bid(w.auction, &r["bid_id"]).unwrap_or(0);
-                v.check("7. linearizable reads (per auction)", seen >= s, || {
-                    format!(
-                        "read of auction {} at {} ms saw seq {seen}, but bid seq {s} was acked at {} ms",
-                        read.auction, read.invoke_ms, w.complete_ms
-                    )
-                });
-            }
+    // and never less than a read that completed before it began. Per auction: sort by
+    // time, keep running maxima, binary-search (O(n log n) for long soaks).
+    /// Acknowledged bids (completed at, seq) and reads (invoked at, completed at, seq seen).
+    type Observed = (Vec<(u64, u64)>, Vec<(u64, u64, u64)>);
+    let mut per_auction: BTreeMap<u64, Observed> = BTreeMap::new();
+    for op in &history {
+        let Result_::Ok(r) = &op.result else { continue };
+        let entry = per_auction.entry(op.auction).or_default();
+        if op.bid.is_some() {
+            let bids = &committed[&op.auction].1;
+            let seq = bids
+                .iter()
+                .find(|b| b["bid_id"] == r["bid_id"])
+                .and_then(|b| b["seq"].as_u64())
+                .unwrap_or(0);
+            entry.0.push((op.complete_ms, seq));
+        } else {
+            entry
+                .1
+                .push((op.invoke_ms, op.complete_ms, r["seq"].as_u64().unwrap_or(0)));
         }
-        for later in history
-            .iter()
-            .filter(|o| o.bid.is_none() && o.auction == read.auction && o.invoke_ms > read.complete_ms)
-        {
-            if let Result_::Ok(lv) = &later.result {
-                v.check(
-                    "7. linearizable reads (per auction)",
-                    lv["seq"].as_u64().unwrap_or(0) >= seen,
-                    || format!("auction {}: a later read saw an older seq", read.auction),
-                );
-            }
+    }
+    /// Sorted by time, with the running maximum of the value.
+    fn running_max(mut points: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+        points.sort();
+        let mut max = 0;
+        points
+            .into_iter()
+            .map(|(t, v)| {
+                max = max.max(v);
+                (t, max)
+            })
+            .collect()
+    }
+    fn max_before(points: &[(u64, u64)], t: u64) -> u64 {
+        let n = points.partition_point(|(at, _)| *at < t);
+        if n == 0 {
+            0
+        } else {
+            points[n - 1].1
+        }
+    }
+    for (auction, (writes, reads)) in per_auction {
+        let acked = running_max(writes);
+        let completed_reads = running_max(reads.iter().map(|(_, done, seen)| (*done, *seen)).collect());
+        for (invoked, _, seen) in &reads {
+            let must = max_before(&acked, *invoked);
+            v.check("7. linearizable reads (per auction)", *seen >= must, || format!("read of auction {auction} at {invoked} ms saw seq {seen}, but a bid with seq {must} was acknowledged before it began"));
+            let earlier = max_before(&completed_reads, *invoked);
+            v.check("7. linearizable reads (per auction)", *seen >= earlier, || {
+                format!("auction {auction}: a read at {invoked} ms saw seq {seen} after an earlier read saw {earlier}")
+            });
         }
     }
 
