@@ -7,7 +7,7 @@
 //! - tree `meta`: keys `vote`, `committed`, `last_purged`; each value a framed record.
 //!
 //! Durability. Every write that openraft must find after a crash — `append`,
-//! `save_vote`, `truncate`, `purge` — is followed by one `Db::flush` (sled writes its
+//! `save_vote`, `save_committed`, `truncate`, `purge` — is followed by one `Db::flush` (sled writes its
 //! page buffers out with `sync_file_range`) and then, unless disabled, one `fsync` of
 //! sled's data file. `sync_file_range` alone survives a process crash but neither flushes
 //! file metadata nor the disk's write cache, so without the `fsync` a power loss could
@@ -364,9 +364,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not flushed on its own: losing the newest value only means re-applying less of
-        // the committed tail at start; the next flush (every append) persists it.
-        self.write_meta(META_COMMITTED, &committed).map_err(write_err)
+        // Durable before returning. openraft 0.9 restores a node whose stored vote is its
+        // own committed leadership straight into the leader state, without a new noop
+        // entry, so after a crash its read index is this persisted value. openraft saves
+        // it before applying, and clients are answered after applying: made durable here,
+        // it covers every write the node acknowledged, and reads stay linearizable.
+        let result = async {
+            self.write_meta(META_COMMITTED, &committed)?;
+            self.sync().await
+        };
+        result.await.map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
