@@ -58,20 +58,6 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn wait_workers(c: &TestCluster, leader: u64) {
-    c.wait_for("three live workers", DEADLINE, || async {
-        let (_, w) = c.get(leader, "/v1/workers").await;
-        (w["workers"]
-            .as_array()?
-            .iter()
-            .filter(|w| w["live"] == json!(true))
-            .count()
-            == 3)
-            .then_some(())
-    })
-    .await;
-}
-
 async fn latency_case(c: &TestCluster, leader: u64, n_subs: usize, bids: u64) {
     let (status, a) = c
         .post(
@@ -210,7 +196,7 @@ async fn main() {
     let (bids, secs) = if quick { (50, 3) } else { (300, 10) };
     let c = TestCluster::start(3, "").await;
     let leader = c.leader().await;
-    wait_workers(&c, leader).await;
+    c.wait_live_workers(leader, 3).await;
     latency_case(&c, leader, 1, bids).await;
     latency_case(&c, leader, 100, bids).await;
     fanout_case(&c, leader, secs).await;

@@ -235,17 +235,7 @@ async fn a_killed_worker_loses_its_auction_and_pushes_continue_from_the_new_one(
     let _serial = serial().await;
     let mut c = TestCluster::start(3, &live_config()).await;
     let leader = c.leader().await;
-    c.wait_for("all three workers live", DEADLINE, || async {
-        let (_, w) = c.get(leader, "/v1/workers").await;
-        (w["workers"]
-            .as_array()?
-            .iter()
-            .filter(|w| w["live"] == json!(true))
-            .count()
-            == 3)
-            .then_some(())
-    })
-    .await;
+    c.wait_live_workers(leader, 3).await;
 
     log("phase: auctions spread over the workers; pick one hosted by a follower");
     let mut target = None;
@@ -313,17 +303,7 @@ async fn a_leader_kill_keeps_live_workers_auctions_in_place() {
     let _serial = serial().await;
     let mut c = TestCluster::start(3, &live_config()).await;
     let leader = c.leader().await;
-    c.wait_for("all three workers live", DEADLINE, || async {
-        let (_, w) = c.get(leader, "/v1/workers").await;
-        (w["workers"]
-            .as_array()?
-            .iter()
-            .filter(|w| w["live"] == json!(true))
-            .count()
-            == 3)
-            .then_some(())
-    })
-    .await;
+    c.wait_live_workers(leader, 3).await;
     let mut placed = Vec::new();
     for i in 0..6u64 {
         let a = create(&c, leader, 600).await;

@@ -333,6 +333,21 @@ impl TestCluster {
         .await
     }
 
+    /// Waits until node `via` (the leader) lists `n` live workers.
+    pub async fn wait_live_workers(&self, via: u64, n: usize) {
+        self.wait_for(&format!("{n} live workers"), DEADLINE, || async move {
+            let (_, w) = self.get(via, "/v1/workers").await;
+            (w["workers"]
+                .as_array()?
+                .iter()
+                .filter(|w| w["live"] == json!(true))
+                .count()
+                == n)
+                .then_some(())
+        })
+        .await
+    }
+
     /// The leader's id as the running nodes agree on it.
     pub async fn leader(&self) -> u64 {
         self.wait_for("an agreed leader", DEADLINE, || async move {
