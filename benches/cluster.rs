@@ -117,13 +117,7 @@ async fn restart_case(entries: usize, snapshot: bool) {
         entries as f64 / took.as_secs_f64()
     );
     if snapshot {
-        let resp = c
-            .http
-            .post(c.node(1).url("/v1/admin/snapshot"))
-            .bearer_auth(SECRET)
-            .send()
-            .await
-            .unwrap();
+        let resp = c.admin(reqwest::Method::POST, 1, "/v1/admin/snapshot").await;
         assert_eq!(resp.status(), 200);
     }
     let t = restart_to_ready(&mut c).await;

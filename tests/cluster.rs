@@ -107,13 +107,7 @@ async fn a_late_node_catches_up_through_a_snapshot_and_a_node_can_be_removed() {
             .await;
         assert_eq!(status, 201, "{body}");
     }
-    let resp = c
-        .http
-        .post(c.node(1).url("/v1/admin/snapshot"))
-        .bearer_auth(SECRET)
-        .send()
-        .await
-        .unwrap();
+    let resp = c.admin(reqwest::Method::POST, 1, "/v1/admin/snapshot").await;
     assert_eq!(resp.status(), 200);
     let snap: serde_json::Value = resp.json().await.unwrap();
     let snap_index = snap["index"].as_u64().unwrap();
@@ -123,13 +117,7 @@ async fn a_late_node_catches_up_through_a_snapshot_and_a_node_can_be_removed() {
     .await;
 
     log("phase: the downloaded snapshot verifies with gavel snapshot verify");
-    let resp = c
-        .http
-        .get(c.node(1).url("/v1/admin/snapshot"))
-        .bearer_auth(SECRET)
-        .send()
-        .await
-        .unwrap();
+    let resp = c.admin(reqwest::Method::GET, 1, "/v1/admin/snapshot").await;
     assert_eq!(resp.status(), 200);
     let file = c.dir.path().join("downloaded.snap");
     std::fs::write(&file, resp.bytes().await.unwrap()).unwrap();
@@ -155,13 +143,7 @@ async fn a_late_node_catches_up_through_a_snapshot_and_a_node_can_be_removed() {
     }
 
     log("phase: removing node 3 leaves a 2-voter cluster that still takes writes");
-    let resp = c
-        .http
-        .delete(c.node(2).url("/v1/cluster/nodes/3"))
-        .bearer_auth(SECRET)
-        .send()
-        .await
-        .unwrap();
+    let resp = c.admin(reqwest::Method::DELETE, 2, "/v1/cluster/nodes/3").await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     c.wait_voters(1, 2).await;
     let members = c.cluster(1).await["members"]
@@ -176,13 +158,7 @@ async fn a_late_node_catches_up_through_a_snapshot_and_a_node_can_be_removed() {
         .post(2, "/v1/auctions", &auction_body("after removal", 600), None)
         .await;
     assert_eq!(status, 201);
-    let resp = c
-        .http
-        .delete(c.node(1).url("/v1/cluster/nodes/9"))
-        .bearer_auth(SECRET)
-        .send()
-        .await
-        .unwrap();
+    let resp = c.admin(reqwest::Method::DELETE, 1, "/v1/cluster/nodes/9").await;
     assert_eq!(resp.status(), 404);
 }
 

@@ -62,12 +62,8 @@ async fn a_corrupted_log_record_stops_the_node_and_it_recovers_from_its_peers() 
 
     log("phase: recovery: remove the node, wipe its data dir, add it again");
     let resp = c
-        .http
-        .delete(c.node(leader).url(&format!("/v1/cluster/nodes/{victim}")))
-        .bearer_auth(SECRET)
-        .send()
-        .await
-        .unwrap();
+        .admin(reqwest::Method::DELETE, leader, &format!("/v1/cluster/nodes/{victim}"))
+        .await;
     assert_eq!(resp.status(), 200);
     std::fs::remove_dir_all(&c.node(victim).data_dir).unwrap();
     let config = std::fs::read_to_string(&c.node(victim).config).unwrap();
@@ -95,13 +91,7 @@ async fn a_corrupted_snapshot_is_set_aside_and_the_node_recovers() {
     for _ in 0..2 {
         write_some(&c, leader, 5).await;
         c.wait_converged().await;
-        let resp = c
-            .http
-            .post(c.node(victim).url("/v1/admin/snapshot"))
-            .bearer_auth(SECRET)
-            .send()
-            .await
-            .unwrap();
+        let resp = c.admin(reqwest::Method::POST, victim, "/v1/admin/snapshot").await;
         assert_eq!(resp.status(), 200);
     }
     assert!(c.nodes.get_mut(&victim).unwrap().terminate().success());

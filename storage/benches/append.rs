@@ -32,6 +32,16 @@ struct CaseResult {
     max_us: f64,
 }
 
+impl CaseResult {
+    fn print(&self) {
+        let rate = self.entries as f64 / self.secs;
+        println!(
+            "{:<20} {:>9} {:>12.0} {:>14.0} {:>14.0} {:>12.0}",
+            self.name, self.entries, rate, self.p50_us, self.p99_us, self.max_us
+        );
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1e6
@@ -119,27 +129,11 @@ async fn main() {
     let mut results = Vec::new();
     for (name, fsync, batch) in cases {
         let r = run_case(name, fsync, batch, max_entries, max_time).await;
-        println!(
-            "{:<20} {:>9} {:>12.0} {:>14.0} {:>14.0} {:>12.0}",
-            r.name,
-            r.entries,
-            r.entries as f64 / r.secs,
-            r.p50_us,
-            r.p99_us,
-            r.max_us
-        );
+        r.print();
         results.push(r);
     }
     let r = raw_sled_case(max_entries, max_time);
-    println!(
-        "{:<20} {:>9} {:>12.0} {:>14.0} {:>14.0} {:>12.0}",
-        r.name,
-        r.entries,
-        r.entries as f64 / r.secs,
-        r.p50_us,
-        r.p99_us,
-        r.max_us
-    );
+    r.print();
     results.push(r);
     let rate = |i: usize| results[i].entries as f64 / results[i].secs;
     println!(

@@ -258,6 +258,16 @@ impl TestCluster {
         }
     }
 
+    /// A request to node `id` carrying the cluster secret (membership and admin routes).
+    pub async fn admin(&self, method: reqwest::Method, id: u64, path: &str) -> reqwest::Response {
+        self.http
+            .request(method, self.node(id).url(path))
+            .bearer_auth(SECRET)
+            .send()
+            .await
+            .expect("admin request")
+    }
+
     /// Sends raw bytes; returns the status and the body as text.
     pub async fn send_bytes(&self, id: u64, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, String) {
         let resp = self
