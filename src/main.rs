@@ -1,5 +1,6 @@
 //! The `gavel` binary: parses the command line and hands over to one function.
 
+mod bench;
 mod cli;
 mod client;
 mod config;

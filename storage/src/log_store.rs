@@ -7,9 +7,9 @@
 //! - tree `meta`: keys `vote`, `committed`, `last_purged`; each value a framed record.
 //!
 //! Durability. Every write that openraft must find after a crash — `append`,
-//! `save_vote`, `save_committed`, `truncate`, `purge` — is followed by one `Db::flush` (sled writes its
-//! page buffers out with `sync_file_range`) and then, unless disabled, one `fsync` of
-//! sled's data file. `sync_file_range` alone survives a process crash but neither flushes
+//! `save_vote`, `truncate`, `purge` — is followed by one `Db::flush` (sled writes its
+//! page buffers out with `sync_file_range`) and then, unless disabled, one `fdatasync` of
+//! sled's data file. `save_committed` rides on the next flush (see there). `sync_file_range` alone survives a process crash but neither flushes
 //! file metadata nor the disk's write cache, so without the `fsync` a power loss could
 //! lose acknowledged entries or a vote. `append` writes the whole batch, makes it durable
 //! once, then calls openraft's callback: one flush per batch is what makes it fast.
@@ -309,7 +309,8 @@ impl Inner {
     fn sync_blocking(&self) -> Result<()> {
         self.db.flush()?;
         if let Some(file) = &self.data_file {
-            file.sync_all().at(&self.dir.join(SLED_DATA_FILE))?;
+            // fdatasync: the data and the size needed to read it back, not timestamps.
+            file.sync_data().at(&self.dir.join(SLED_DATA_FILE))?;
         }
         Ok(())
     }
@@ -360,20 +361,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        LogStore::read_vote(self).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
+        // Handed to openraft as not committed. openraft 0.9 restores a node whose stored
+        // vote is its own committed leadership straight into the leader state, in the same
+        // term and without a new noop entry, so its read index would be the persisted
+        // commit index, which may be behind what it acknowledged before the crash. With
+        // the vote uncommitted, a restarted node rejoins as a follower and any leader is
+        // elected afresh, in a new term, and commits a noop before it serves reads. The
+        // term and who was voted for — what Raft's safety needs — are kept.
+        let vote = LogStore::read_vote(self).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)))?;
+        Ok(vote.map(|v| Vote { committed: false, ..v }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Durable before returning. openraft 0.9 restores a node whose stored vote is its
-        // own committed leadership straight into the leader state, without a new noop
-        // entry, so after a crash its read index is this persisted value. openraft saves
-        // it before applying, and clients are answered after applying: made durable here,
-        // it covers every write the node acknowledged, and reads stay linearizable.
-        let result = async {
-            self.write_meta(META_COMMITTED, &committed)?;
-            self.sync().await
-        };
-        result.await.map_err(write_err)
+        // Not flushed here: the next append's flush (or any other) carries it. openraft
+        // only uses it to re-apply committed entries at start-up, and a stale value is
+        // safe there: the entries are re-committed by the leader. Reads never depend on
+        // it, because a restarted node never resumes leadership (see `read_vote`).
+        self.write_meta(META_COMMITTED, &committed).map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Gavel against etcd and Redis, one run, all on 127.0.0.1, data on local disk.
+#
+#   bench/compare.sh [--duration-secs N] [--clients "1 16 64"] [--auctions "1 1000"]
+#                    [--systems "gavel etcd redis"] [--strategy mix] [--out DIR]
+#
+# Starts a 3-node Gavel cluster (deploy/local-cluster.sh, fsync on), a 3-member etcd
+# cluster (Debian's etcd-server; fsyncs its WAL) and one Redis (appendonly, appendfsync
+# always), runs `gavel bench run` for every cell of the matrix against each system in
+# turn (so the three share the machine's noise), writes DIR/runs/*.json, and puts them
+# side by side in DIR/results.md and DIR/results.json. Every process it starts it stops
+# by PID, also on failure. Default DIR: ./bench-results/<time>.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${GAVEL_BIN:-$root/target/release/gavel}
+duration=20
+clients="1 16 64"
+auctions="1 1000"
+systems="gavel etcd redis"
+strategy=mix
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration-secs) duration=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --auctions) auctions=$2; shift 2 ;;
+    --systems) systems=$2; shift 2 ;;
+    --strategy) strategy=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+out=${out:-$root/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$out/runs"
+data=$(mktemp -d "${TMPDIR:-/tmp}/gavel-compare.XXXXXX")
+[ -x "$bin" ] || (cd "$root" && cargo build --release)
+
+etcd_client="http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
+gavel_client="127.0.0.1:7071,127.0.0.1:7072,127.0.0.1:7073"
+redis_port=16379
+pids=()
+
+stop_all() {
+  GAVEL_BIN=$bin "$root/deploy/local-cluster.sh" stop "$data/gavel" >/dev/null 2>&1 || true
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$data"
+}
+trap stop_all EXIT
+
+wait_for() { # what, command...
+  local what=$1; shift
+  for _ in $(seq 1 200); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "$what did not come up; logs in $data" >&2
+  return 1
+}
+
+has() { case " $systems " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+if has gavel; then
+  GAVEL_BIN=$bin "$root/deploy/local-cluster.sh" start "$data/gavel" >/dev/null
+fi
+if has etcd; then
+  command -v etcd >/dev/null || { echo "etcd not found: apt-get install etcd-server" >&2; exit 2; }
+  cluster=e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803
+  for i in 1 2 3; do
+    etcd --name "e$i" --data-dir "$data/etcd$i" \
+      --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+      --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token gavel-bench \
+      --logger zap --log-level warn >"$data/etcd$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in 1 2 3; do wait_for "etcd member $i" curl -sf "http://127.0.0.1:2379$i/health"; done
+fi
+if has redis; then
+  command -v redis-server >/dev/null || { echo "redis-server not found: apt-get install redis-server" >&2; exit 2; }
+  mkdir -p "$data/redis"
+  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$data/redis" --appendonly yes \
+    --appendfsync always --save "" --daemonize no >"$data/redis.log" 2>&1 &
+  pids+=($!)
+  wait_for redis redis-cli -p "$redis_port" ping
+fi
+
+{
+  echo "# gavel bench compare, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "duration ${duration}s per run, strategy $strategy, clients: $clients, auctions: $auctions"
+  echo "machine: $(nproc) cores, $(uname -r)"
+  echo "gavel: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), 3 nodes, fsync on"
+  has etcd && echo "etcd: $(etcd --version | head -1), 3 members"
+  has redis && echo "redis: $(redis-server --version | cut -d' ' -f3), appendfsync always"
+} >"$out/environment.txt"
+
+for a in $auctions; do
+  for c in $clients; do
+    for s in $systems; do
+      case $s in
+        gavel) endpoints=$gavel_client ;;
+        etcd) endpoints=$etcd_client ;;
+        redis) endpoints=127.0.0.1:$redis_port ;;
+      esac
+      echo "== $s: $a auctions, $c clients, ${duration}s" >&2
+      "$bin" bench run --system "$s" --endpoints "$endpoints" --clients "$c" --auctions "$a" \
+        --strategy "$strategy" --duration-secs "$duration" --progress-secs 0 \
+        --out "$out/runs/$s-a$a-c$c.json" >&2
+    done
+  done
+done
+
+"$bin" bench report "$out"/runs/*.json --markdown "$out/results.md" --json "$out/results.json"
+cat "$out/environment.txt"
+echo
+cat "$out/results.md"
+echo
+echo "results in $out"

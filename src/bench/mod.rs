@@ -1,0 +1,373 @@
+//! `gavel bench`: a closed-loop load generator of bidder agents, for Gavel and, with the
+//! same workload and rule, for etcd and Redis (see `bench/compare.sh`).
+//!
+//! `gavel bench run` creates N auctions, runs M clients (each one bidder with a
+//! [`Strategy`]) for a fixed time and at most a number of bids, then reads back how many
+//! bids the system stored and checks that it is every acknowledged bid (and no more than
+//! acknowledged plus failed). `gavel bench report` puts several runs side by side.
+
+mod agent;
+mod report;
+mod rule;
+mod target;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+pub use agent::Strategy;
+use agent::{Agent, Reply};
+pub use report::{Latency, RunReport};
+use target::{Target, Workload};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run bidder agents against one system and report throughput and latency.
+    Run(RunArgs),
+    /// Put the JSON reports of several runs side by side (markdown and JSON).
+    Report(ReportArgs),
+}
+
+/// The system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Gavel,
+    Etcd,
+    Redis,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The system under test.
+    #[arg(long, value_enum, default_value = "gavel")]
+    pub system: System,
+    /// Comma-separated addresses (host:port or URLs); client i uses endpoint i mod n.
+    /// Defaults: gavel 127.0.0.1:7070; etcd 127.0.0.1:2379; redis 127.0.0.1:6379.
+    #[arg(long, value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Concurrent clients, each one bidder waiting for its answer before the next bid.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Auctions to spread the bids over uniformly (1: one hot auction).
+    #[arg(long, default_value_t = 1)]
+    pub auctions: usize,
+    #[arg(long, value_enum, default_value = "mix")]
+    pub strategy: Strategy,
+    /// How long to bid.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// Stop after this many bids in all (the duration still bounds the run).
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Snipers bid only in the last this-many seconds. [default: min(3, duration / 3)]
+    #[arg(long)]
+    pub snipe_secs: Option<u64>,
+    /// Print progress to stderr every this-many seconds (0: never).
+    #[arg(long, default_value_t = 5)]
+    pub progress_secs: u64,
+    /// Per-request timeout.
+    #[arg(long, default_value_t = 5_000)]
+    pub timeout_ms: u64,
+    /// Seed of the agents' choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A label for the report (e.g. which durability settings the system ran with).
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// JSON reports written by `gavel bench run --out`.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the markdown table here (default: stdout).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write every run and the ratios as one JSON document here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn main(cmd: BenchCommand) -> Result<ExitCode> {
+    match cmd {
+        BenchCommand::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(run_command(args))
+        }
+        BenchCommand::Report(args) => report::write(&args).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn run_command(mut args: RunArgs) -> Result<ExitCode> {
+    if args.endpoints.is_empty() {
+        args.endpoints = vec![match args.system {
+            System::Gavel => "127.0.0.1:7070".into(),
+            System::Etcd => "127.0.0.1:2379".into(),
+            System::Redis => "127.0.0.1:6379".into(),
+        }];
+    }
+    anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
+    anyhow::ensure!(args.auctions >= 1, "--auctions must be at least 1");
+    anyhow::ensure!(args.duration_secs >= 1, "--duration-secs must be at least 1");
+    let report = run(&args).await?;
+    let text = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, format!("{text}\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{text}");
+    } else {
+        println!("{}", report::run_table(&report));
+    }
+    if !report.verified {
+        eprintln!(
+            "error: the system stored {} bids, but {} were acknowledged and {} failed",
+            report.stored_bids, report.accepted, report.errors
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Seconds after the run's end at which the auctions end (so none closes mid-run).
+const CLOSE_GRACE_SECS: u64 = 2;
+
+/// What one client counted.
+struct ClientTally {
+    latency_us: Histogram<u64>,
+    accepted: u64,
+    rejected: u64,
+    errors: u64,
+    retries: u64,
+    refusals: BTreeMap<String, u64>,
+    error_samples: Vec<String>,
+}
+
+/// Live counters for the progress line.
+#[derive(Default)]
+struct Progress {
+    ops: AtomicU64,
+    accepted: AtomicU64,
+    errors: AtomicU64,
+}
+
+pub async fn run(args: &RunArgs) -> Result<RunReport> {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let target = Arc::new(Target::new(args.system, &args.endpoints, timeout)?);
+    let snipe_secs = args.snipe_secs.unwrap_or((args.duration_secs / 3).clamp(1, 3));
+    let run_id = format!("{}-{}", now_ms(), std::process::id());
+    let setup_started = Instant::now();
+    let mut workload = Workload {
+        auctions: args.auctions,
+        starting_price: 1_000,
+        increment: 100,
+        ends_at_ms: 0,
+        window_secs: snipe_secs as u32,
+        extend_secs: snipe_secs as u32 + 2,
+        max_extensions: 1_000,
+        run_id,
+    };
+    // The auctions end CLOSE_GRACE_SECS after the run, so the snipers' window is the
+    // auctions' last seconds. The end is fixed at creation, before setup time is known, so
+    // setup gets an allowance; the run starts when it is used up (or at once, shorter, if
+    // setup overran it).
+    let setup_allowance_ms = 2_000 + args.auctions as u64 * 5;
+    workload.ends_at_ms = now_ms() + setup_allowance_ms + (args.duration_secs + CLOSE_GRACE_SECS) * 1000;
+    let auctions = Arc::new(target.prepare(&workload).await.context("setting up the auctions")?);
+    let start_at_ms = workload.ends_at_ms - (args.duration_secs + CLOSE_GRACE_SECS) * 1000;
+    let late_ms = now_ms().saturating_sub(start_at_ms);
+    anyhow::ensure!(
+        late_ms < args.duration_secs * 500,
+        "setting up {} auctions took {:?}, over the {setup_allowance_ms} ms allowed by more than half the run",
+        args.auctions,
+        setup_started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(start_at_ms.saturating_sub(now_ms()))).await;
+
+    let mut conns = Vec::with_capacity(args.clients);
+    for i in 0..args.clients {
+        conns.push(target.connect(i, timeout).await.context("connecting")?);
+    }
+    let progress = Arc::new(Progress::default());
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis((args.duration_secs * 1000).saturating_sub(late_ms));
+    let budget = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(args.clients);
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        let mut agent = Agent::new(
+            i,
+            args.strategy,
+            args.auctions,
+            workload.starting_price,
+            workload.increment,
+            args.seed,
+        );
+        let auctions = auctions.clone();
+        let progress = progress.clone();
+        let budget = budget.clone();
+        let max_ops = args.ops.unwrap_or(u64::MAX);
+        let window_ms = snipe_secs * 1000;
+        tasks.push(tokio::spawn(async move {
+            let mut t = ClientTally {
+                latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds"),
+                accepted: 0,
+                rejected: 0,
+                errors: 0,
+                retries: 0,
+                refusals: BTreeMap::new(),
+                error_samples: Vec::new(),
+            };
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                let remaining_ms = (deadline - now).as_millis() as u64;
+                if !agent.active(remaining_ms, window_ms) {
+                    let wake = deadline - Duration::from_millis(window_ms);
+                    tokio::time::sleep_until(wake.max(now).into()).await;
+                    continue;
+                }
+                if budget.fetch_add(1, Ordering::Relaxed) >= max_ops {
+                    break;
+                }
+                let bid = agent.next_bid();
+                let sent = Instant::now();
+                let result = conn.bid(&auctions, agent.bidder(&bid), &bid).await;
+                let took = sent.elapsed().as_micros() as u64;
+                progress.ops.fetch_add(1, Ordering::Relaxed);
+                match result {
+                    Ok((reply, retries)) => {
+                        t.latency_us.saturating_record(took.max(1));
+                        t.retries += u64::from(retries);
+                        match &reply {
+                            Reply::Accepted { .. } => {
+                                t.accepted += 1;
+                                progress.accepted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Reply::Refused { code, .. } => {
+                                t.rejected += 1;
+                                *t.refusals.entry(code.clone()).or_default() += 1;
+                            }
+                        }
+                        agent.observe(&bid, &reply);
+                    }
+                    Err(e) => {
+                        t.errors += 1;
+                        progress.errors.fetch_add(1, Ordering::Relaxed);
+                        if t.error_samples.len() < 3 {
+                            t.error_samples.push(format!("{e:#}"));
+                        }
+                        // A failing system must not be hammered in a tight loop.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            t
+        }));
+    }
+
+    let reporter = (args.progress_secs > 0).then(|| {
+        let progress = progress.clone();
+        let every = Duration::from_secs(args.progress_secs);
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(every).await;
+                let ops = progress.ops.load(Ordering::Relaxed);
+                eprintln!(
+                    "  {:>4.0} s  {ops} bids ({:.0}/s now), {} accepted, {} errors",
+                    started.elapsed().as_secs_f64(),
+                    (ops - last) as f64 / every.as_secs_f64(),
+                    progress.accepted.load(Ordering::Relaxed),
+                    progress.errors.load(Ordering::Relaxed),
+                );
+                last = ops;
+            }
+        })
+    });
+
+    let mut total = ClientTally {
+        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+        accepted: 0,
+        rejected: 0,
+        errors: 0,
+        retries: 0,
+        refusals: BTreeMap::new(),
+        error_samples: Vec::new(),
+    };
+    for task in tasks {
+        let t = task.await.context("a client task failed")?;
+        total.latency_us.add(&t.latency_us)?;
+        total.accepted += t.accepted;
+        total.rejected += t.rejected;
+        total.errors += t.errors;
+        total.retries += t.retries;
+        for (code, n) in t.refusals {
+            *total.refusals.entry(code).or_default() += n;
+        }
+        total
+            .error_samples
+            .extend(t.error_samples.into_iter().take(3 - total.error_samples.len().min(3)));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(r) = reporter {
+        r.abort();
+    }
+    let stored_bids = target
+        .stored_bids(&auctions)
+        .await
+        .context("reading back the stored bids")?;
+    let ops = total.accepted + total.rejected;
+    let h = &total.latency_us;
+    let ms = |us: u64| us as f64 / 1e3;
+    Ok(RunReport {
+        system: args.system,
+        label: args.label.clone(),
+        strategy: args.strategy,
+        clients: args.clients,
+        auctions: args.auctions,
+        endpoints: args.endpoints.clone(),
+        duration_secs: elapsed,
+        bids: ops,
+        accepted: total.accepted,
+        rejected: total.rejected,
+        errors: total.errors,
+        cas_retries: total.retries,
+        bids_per_sec: ops as f64 / elapsed,
+        accepted_per_sec: total.accepted as f64 / elapsed,
+        latency_ms: Latency {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+            mean: h.mean() / 1e3,
+        },
+        refusals: total.refusals,
+        error_samples: total.error_samples,
+        stored_bids,
+        verified: total.accepted <= stored_bids && stored_bids <= total.accepted + total.errors,
+    })
+}

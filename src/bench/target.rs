@@ -1,0 +1,514 @@
+//! The systems a benchmark drives, each doing the same work for a bid:
+//!
+//! - **gavel**: `POST /v1/auctions/{id}/bids`; the book validates and prices the bid.
+//! - **etcd**: the auction is one key holding [`BenchAuction`] as JSON. A bid is
+//!   optimistic compare-and-set through etcd's JSON gateway: the client applies the rule
+//!   to its cached copy and sends one `txn` (compare `mod_revision`, put the auction and
+//!   a bid record); on a lost race the txn returns the fresh copy and the client tries
+//!   again. A refusal from a cached copy is confirmed by a fresh (linearizable) read.
+//! - **redis**: the auction is a hash; a bid is one `EVALSHA` of [`REDIS_BID_SCRIPT`],
+//!   which validates, prices and appends the bid record atomically.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::agent::{Bid, Reply};
+use super::rule::{BenchAuction, BidRefused, REDIS_BID_SCRIPT};
+
+/// The auctions a run bids on, as every system is set up with them.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub auctions: usize,
+    pub starting_price: u64,
+    pub increment: u64,
+    pub ends_at_ms: u64,
+    pub window_secs: u32,
+    pub extend_secs: u32,
+    pub max_extensions: u32,
+    /// Distinguishes this run's keys in etcd and Redis.
+    pub run_id: String,
+}
+
+impl Workload {
+    fn bench_auction(&self) -> BenchAuction {
+        BenchAuction {
+            starting_price: self.starting_price,
+            increment: self.increment,
+            price: 0,
+            leader: None,
+            leader_max: 0,
+            ends_at_ms: self.ends_at_ms,
+            extensions: 0,
+            window_ms: u64::from(self.window_secs) * 1000,
+            extend_ms: u64::from(self.extend_secs) * 1000,
+            max_extensions: self.max_extensions,
+            bids: 0,
+        }
+    }
+}
+
+/// Concurrent requests while setting up and checking.
+const SETUP_CONCURRENCY: usize = 32;
+/// Compare-and-set attempts per etcd bid before it counts as an error.
+const CAS_ATTEMPTS_MAX: u32 = 100;
+
+pub enum Target {
+    Gavel {
+        endpoints: Vec<String>,
+        http: reqwest::Client,
+    },
+    Etcd {
+        endpoints: Vec<String>,
+        http: reqwest::Client,
+    },
+    Redis {
+        client: redis::Client,
+    },
+}
+
+/// One benchmark client's connection.
+pub enum Conn {
+    Gavel {
+        http: reqwest::Client,
+        base: String,
+    },
+    Etcd {
+        http: reqwest::Client,
+        base: String,
+        /// Per auction: our copy and its mod_revision.
+        cache: HashMap<usize, (BenchAuction, i64)>,
+    },
+    Redis {
+        conn: redis::aio::MultiplexedConnection,
+        script: redis::Script,
+    },
+}
+
+/// The keys (etcd, Redis) or ids (Gavel) of a run's auctions.
+pub type Auctions = Vec<String>;
+
+fn http_client(timeout: Duration) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_max_idle_per_host(4)
+        .build()?)
+}
+
+fn rfc3339(ms: u64) -> Result<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)?;
+    Ok(t.format(&time::format_description::well_known::Rfc3339)?)
+}
+
+impl Target {
+    pub fn new(kind: super::System, endpoints: &[String], timeout: Duration) -> Result<Self> {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .map(|e| {
+                let e = e.trim_end_matches('/');
+                if e.contains("://") {
+                    e.to_string()
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect();
+        if endpoints.is_empty() {
+            bail!("give at least one endpoint");
+        }
+        Ok(match kind {
+            super::System::Gavel => Target::Gavel {
+                endpoints,
+                http: http_client(timeout)?,
+            },
+            super::System::Etcd => Target::Etcd {
+                endpoints,
+                http: http_client(timeout)?,
+            },
+            super::System::Redis => {
+                let url = endpoints[0].replacen("http://", "redis://", 1);
+                Target::Redis {
+                    client: redis::Client::open(url.as_str())?,
+                }
+            }
+        })
+    }
+
+    /// Creates the run's auctions; returns their ids or keys, in order.
+    pub async fn prepare(&self, w: &Workload) -> Result<Auctions> {
+        match self {
+            Target::Gavel { endpoints, http } => {
+                let ends_at = rfc3339(w.ends_at_ms)?;
+                stream::iter(0..w.auctions)
+                    .map(|i| {
+                        let body = json!({
+                            "seller": "bench-seller",
+                            "title": format!("bench {} #{i}", w.run_id),
+                            "starting_price": w.starting_price,
+                            "increment": w.increment,
+                            "ends_at": ends_at,
+                            "soft_close": {
+                                "window_secs": w.window_secs,
+                                "extend_secs": w.extend_secs,
+                                "max_extensions": w.max_extensions,
+                            },
+                        });
+                        let url = format!("{}/v1/auctions", endpoints[i % endpoints.len()]);
+                        async move {
+                            let resp = http.post(&url).json(&body).send().await?;
+                            let status = resp.status();
+                            let v: Value = resp.json().await?;
+                            if status != reqwest::StatusCode::CREATED {
+                                bail!("creating an auction at {url}: {status} {v}");
+                            }
+                            v["id"]
+                                .as_u64()
+                                .map(|id| id.to_string())
+                                .ok_or_else(|| anyhow!("no id in {v}"))
+                        }
+                    })
+                    .buffered(SETUP_CONCURRENCY)
+                    .try_collect()
+                    .await
+            }
+            Target::Etcd { endpoints, http } => {
+                let value = serde_json::to_vec(&w.bench_auction())?;
+                stream::iter(0..w.auctions)
+                    .map(|i| {
+                        let key = format!("gavel-bench/{}/a/{i}", w.run_id);
+                        let url = format!("{}/v3/kv/put", endpoints[i % endpoints.len()]);
+                        let body = json!({ "key": B64.encode(&key), "value": B64.encode(&value) });
+                        async move {
+                            etcd_call(http, &url, &body).await?;
+                            Ok::<_, anyhow::Error>(key)
+                        }
+                    })
+                    .buffered(SETUP_CONCURRENCY)
+                    .try_collect()
+                    .await
+            }
+            Target::Redis { client } => {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let a = w.bench_auction();
+                let mut keys = Vec::with_capacity(w.auctions);
+                for chunk in (0..w.auctions).collect::<Vec<_>>().chunks(256) {
+                    let mut pipe = redis::pipe();
+                    for i in chunk {
+                        let key = format!("gavel-bench:{}:a:{i}", w.run_id);
+                        pipe.del(&key).ignore().del(format!("{key}:bids")).ignore();
+                        pipe.hset_multiple(
+                            &key,
+                            &[
+                                ("starting_price", a.starting_price),
+                                ("increment", a.increment),
+                                ("price", 0),
+                                ("leader_max", 0),
+                                ("ends_at_ms", a.ends_at_ms),
+                                ("extensions", 0),
+                                ("window_ms", a.window_ms),
+                                ("extend_ms", a.extend_ms),
+                                ("max_extensions", u64::from(a.max_extensions)),
+                                ("bids", 0),
+                            ],
+                        )
+                        .ignore();
+                        keys.push(key);
+                    }
+                    pipe.query_async::<()>(&mut conn).await?;
+                }
+                Ok(keys)
+            }
+        }
+    }
+
+    /// A connection for client `index` (clients are spread over the endpoints in turn).
+    pub async fn connect(&self, index: usize, timeout: Duration) -> Result<Conn> {
+        Ok(match self {
+            Target::Gavel { endpoints, .. } => Conn::Gavel {
+                http: http_client(timeout)?,
+                base: endpoints[index % endpoints.len()].clone(),
+            },
+            Target::Etcd { endpoints, .. } => Conn::Etcd {
+                http: http_client(timeout)?,
+                base: endpoints[index % endpoints.len()].clone(),
+                cache: HashMap::new(),
+            },
+            Target::Redis { client } => Conn::Redis {
+                conn: client.get_multiplexed_async_connection().await?,
+                script: redis::Script::new(REDIS_BID_SCRIPT),
+            },
+        })
+    }
+
+    /// How many bids the system holds for these auctions, read after the run.
+    pub async fn stored_bids(&self, auctions: &Auctions) -> Result<u64> {
+        match self {
+            Target::Gavel { endpoints, http } => {
+                let counts: Vec<u64> = stream::iter(auctions.iter())
+                    .map(|id| async move {
+                        let url = format!("{}/v1/auctions/{id}?consistency=linearizable", endpoints[0]);
+                        let v: Value = http.get(&url).send().await?.error_for_status()?.json().await?;
+                        v["bid_count"].as_u64().ok_or_else(|| anyhow!("no bid_count in {v}"))
+                    })
+                    .buffered(SETUP_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                Ok(counts.iter().sum())
+            }
+            Target::Etcd { endpoints, http } => {
+                let url = format!("{}/v3/kv/range", endpoints[0]);
+                let mut total = 0;
+                for key in auctions {
+                    let (auction, _) = etcd_get(http, &url, key).await?;
+                    let prefix = format!("{}/", key.replacen("/a/", "/b/", 1));
+                    let v = etcd_call(
+                        http,
+                        &url,
+                        &json!({ "key": B64.encode(&prefix), "range_end": B64.encode(prefix_end(&prefix)), "count_only": true }),
+                    )
+                    .await?;
+                    let records = json_u64(&v["count"]);
+                    if records != auction.bids {
+                        bail!(
+                            "{key}: state says {} bids but {records} bid records are stored",
+                            auction.bids
+                        );
+                    }
+                    total += records;
+                }
+                Ok(total)
+            }
+            Target::Redis { client } => {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let mut total = 0;
+                for key in auctions {
+                    let (bids, records): (u64, u64) = redis::pipe()
+                        .hget(key, "bids")
+                        .llen(format!("{key}:bids"))
+                        .query_async(&mut conn)
+                        .await?;
+                    if records != bids {
+                        bail!("{key}: hash says {bids} bids but {records} bid records are stored");
+                    }
+                    total += records;
+                }
+                Ok(total)
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Places one bid. `Ok((reply, retries))`; `Err` is a failure of the system or the
+    /// transport (timeouts, 5xx, lost connections), which the run counts as an error.
+    pub async fn bid(&mut self, auctions: &Auctions, bidder: &str, bid: &Bid) -> Result<(Reply, u32)> {
+        let key = &auctions[bid.auction];
+        match self {
+            Conn::Gavel { http, base } => {
+                let url = format!("{base}/v1/auctions/{key}/bids");
+                let mut body = json!({ "bidder": bidder });
+                if let Some(a) = bid.amount {
+                    body["amount"] = json!(a);
+                }
+                if let Some(m) = bid.max_amount {
+                    body["max_amount"] = json!(m);
+                }
+                let resp = http.post(&url).json(&body).send().await?;
+                let status = resp.status();
+                let bytes = resp.bytes().await?;
+                if status == reqwest::StatusCode::CREATED {
+                    let a: GavelAccepted = serde_json::from_slice(&bytes)?;
+                    return Ok((
+                        Reply::Accepted {
+                            leading: a.leading,
+                            min_next_bid: a.min_next_bid,
+                        },
+                        0,
+                    ));
+                }
+                if status.is_client_error() {
+                    let e: GavelError = serde_json::from_slice(&bytes)
+                        .with_context(|| format!("{status}: {}", String::from_utf8_lossy(&bytes)))?;
+                    return Ok((
+                        Reply::Refused {
+                            code: e.error.code,
+                            min_next_bid: e.error.min_next_bid,
+                        },
+                        0,
+                    ));
+                }
+                bail!("{status}: {}", String::from_utf8_lossy(&bytes))
+            }
+            Conn::Etcd { http, base, cache } => etcd_bid(http, base, cache, key, bidder, bid).await,
+            Conn::Redis { conn, script } => {
+                let out: Vec<String> = script
+                    .key(key)
+                    .key(format!("{key}:bids"))
+                    .arg(bidder)
+                    .arg(bid.amount.map(|a| a.to_string()).unwrap_or_default())
+                    .arg(bid.max_amount.map(|a| a.to_string()).unwrap_or_default())
+                    .invoke_async(conn)
+                    .await?;
+                let num = |i: usize| -> Result<u64> {
+                    out.get(i)
+                        .ok_or_else(|| anyhow!("short script answer {out:?}"))?
+                        .parse::<u64>()
+                        .with_context(|| format!("script answer {out:?}"))
+                };
+                match out.first().map(String::as_str) {
+                    Some("ok") => Ok((
+                        Reply::Accepted {
+                            leading: num(2)? == 1,
+                            min_next_bid: num(3)?,
+                        },
+                        0,
+                    )),
+                    Some(code) => Ok((
+                        Reply::Refused {
+                            code: code.to_string(),
+                            min_next_bid: (code == "bid_too_low").then(|| num(1)).transpose()?,
+                        },
+                        0,
+                    )),
+                    None => bail!("empty script answer"),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct GavelAccepted {
+    leading: bool,
+    min_next_bid: u64,
+}
+
+#[derive(Deserialize)]
+struct GavelError {
+    error: GavelErrorBody,
+}
+
+#[derive(Deserialize)]
+struct GavelErrorBody {
+    code: String,
+    min_next_bid: Option<u64>,
+}
+
+/// The etcd gateway writes int64 as JSON strings and leaves out zero values.
+fn json_u64(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+async fn etcd_call(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value> {
+    let resp = http.post(url).json(body).send().await?;
+    let status = resp.status();
+    let v: Value = resp.json().await?;
+    if !status.is_success() {
+        bail!("etcd {url}: {status} {v}");
+    }
+    Ok(v)
+}
+
+/// Decodes the auction in a range answer's first kv.
+fn etcd_auction(kvs: &Value, key: &str) -> Result<(BenchAuction, i64)> {
+    let kv = kvs.get(0).ok_or_else(|| anyhow!("etcd has no key {key}"))?;
+    let raw = B64.decode(kv["value"].as_str().unwrap_or_default())?;
+    Ok((serde_json::from_slice(&raw)?, json_u64(&kv["mod_revision"]) as i64))
+}
+
+async fn etcd_get(http: &reqwest::Client, url: &str, key: &str) -> Result<(BenchAuction, i64)> {
+    let v = etcd_call(http, url, &json!({ "key": B64.encode(key) })).await?;
+    etcd_auction(&v["kvs"], key)
+}
+
+async fn etcd_bid(
+    http: &reqwest::Client,
+    base: &str,
+    cache: &mut HashMap<usize, (BenchAuction, i64)>,
+    key: &str,
+    bidder: &str,
+    bid: &Bid,
+) -> Result<(Reply, u32)> {
+    let range_url = format!("{base}/v3/kv/range");
+    let txn_url = format!("{base}/v3/kv/txn");
+    let mut fresh = false;
+    if !cache.contains_key(&bid.auction) {
+        cache.insert(bid.auction, etcd_get(http, &range_url, key).await?);
+        fresh = true;
+    }
+    for attempt in 0..CAS_ATTEMPTS_MAX {
+        let (cached, rev) = cache
+            .get(&bid.auction)
+            .cloned()
+            .ok_or_else(|| anyhow!("no cached copy"))?;
+        let mut next = cached;
+        let now = super::now_ms();
+        match next.place_bid(bidder, bid.amount, bid.max_amount, now) {
+            Err(refused) if fresh => {
+                let min_next_bid = match refused {
+                    BidRefused::TooLow { min_next_bid } => Some(min_next_bid),
+                    _ => None,
+                };
+                return Ok((
+                    Reply::Refused {
+                        code: refused.code().to_string(),
+                        min_next_bid,
+                    },
+                    attempt,
+                ));
+            }
+            Err(_) => {
+                cache.insert(bid.auction, etcd_get(http, &range_url, key).await?);
+                fresh = true;
+            }
+            Ok(accepted) => {
+                let record_key = format!("{}/{:012}", key.replacen("/a/", "/b/", 1), next.bids);
+                let record =
+                    json!({ "bidder": bidder, "amount": bid.amount, "max_amount": bid.max_amount, "at_ms": now });
+                let body = json!({
+                    "compare": [{ "key": B64.encode(key), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string() }],
+                    "success": [
+                        { "request_put": { "key": B64.encode(key), "value": B64.encode(serde_json::to_vec(&next)?) } },
+                        { "request_put": { "key": B64.encode(&record_key), "value": B64.encode(record.to_string()) } },
+                    ],
+                    "failure": [{ "request_range": { "key": B64.encode(key) } }],
+                });
+                let v = etcd_call(http, &txn_url, &body).await?;
+                if v["succeeded"].as_bool() == Some(true) {
+                    let revision = json_u64(&v["header"]["revision"]) as i64;
+                    cache.insert(bid.auction, (next, revision));
+                    return Ok((
+                        Reply::Accepted {
+                            leading: accepted.leading,
+                            min_next_bid: accepted.min_next_bid,
+                        },
+                        attempt,
+                    ));
+                }
+                let kvs = &v["responses"][0]["response_range"]["kvs"];
+                cache.insert(bid.auction, etcd_auction(kvs, key)?);
+                fresh = true;
+            }
+        }
+    }
+    bail!("no compare-and-set succeeded in {CAS_ATTEMPTS_MAX} attempts")
+}
