@@ -2,13 +2,15 @@
 # Gavel against etcd and Redis, one run, all on 127.0.0.1, data on local disk.
 #
 #   bench/compare.sh [--duration-secs N] [--clients "1 16 64"] [--auctions "1 1000"]
-#                    [--systems "gavel etcd redis"] [--strategy mix] [--out DIR]
+#                    [--systems "gavel etcd redis"] [--strategy mix] [--repeat N]
+#                    [--route leader|spread] [--out DIR]
 #
 # Starts a 3-node Gavel cluster (deploy/local-cluster.sh, fsync on), a 3-member etcd
 # cluster (Debian's etcd-server; fsyncs its WAL) and one Redis (appendonly, appendfsync
 # always), runs `gavel bench run` for every cell of the matrix against each system in
-# turn (so the three share the machine's noise), writes DIR/runs/*.json, and puts them
-# side by side in DIR/results.md and DIR/results.json. Every process it starts it stops
+# turn (so the three share the machine's noise), N times over (the report gives each
+# cell's median), writes DIR/runs/*.json, and puts them side by side in DIR/results.md
+# and DIR/results.json. Every process it starts it stops
 # by PID, also on failure. Default DIR: ./bench-results/<time>.
 set -euo pipefail
 
@@ -19,6 +21,8 @@ clients="1 16 64"
 auctions="1 1000"
 systems="gavel etcd redis"
 strategy=mix
+repeat=1
+route=leader
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -27,6 +31,8 @@ while [ $# -gt 0 ]; do
     --auctions) auctions=$2; shift 2 ;;
     --systems) systems=$2; shift 2 ;;
     --strategy) strategy=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
+    --route) route=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -93,25 +99,28 @@ fi
 
 {
   echo "# gavel bench compare, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "duration ${duration}s per run, strategy $strategy, clients: $clients, auctions: $auctions"
+  echo "duration ${duration}s per run, $repeat runs per cell, strategy $strategy, route $route"
+  echo "clients: $clients; auctions: $auctions"
   echo "machine: $(nproc) cores, $(uname -r)"
   echo "gavel: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), 3 nodes, fsync on"
   has etcd && echo "etcd: $(etcd --version | head -1), 3 members"
   has redis && echo "redis: $(redis-server --version | cut -d' ' -f3), appendfsync always"
 } >"$out/environment.txt"
 
-for a in $auctions; do
-  for c in $clients; do
-    for s in $systems; do
-      case $s in
-        gavel) endpoints=$gavel_client ;;
-        etcd) endpoints=$etcd_client ;;
-        redis) endpoints=127.0.0.1:$redis_port ;;
-      esac
-      echo "== $s: $a auctions, $c clients, ${duration}s" >&2
-      "$bin" bench run --system "$s" --endpoints "$endpoints" --clients "$c" --auctions "$a" \
-        --strategy "$strategy" --duration-secs "$duration" --progress-secs 0 \
-        --out "$out/runs/$s-a$a-c$c.json" >&2
+for r in $(seq 1 "$repeat"); do
+  for a in $auctions; do
+    for c in $clients; do
+      for s in $systems; do
+        case $s in
+          gavel) endpoints=$gavel_client ;;
+          etcd) endpoints=$etcd_client ;;
+          redis) endpoints=127.0.0.1:$redis_port ;;
+        esac
+        echo "== run $r/$repeat, $s: $a auctions, $c clients, ${duration}s" >&2
+        "$bin" bench run --system "$s" --endpoints "$endpoints" --clients "$c" --auctions "$a" \
+          --strategy "$strategy" --route "$route" --duration-secs "$duration" --progress-secs 0 \
+          --seed "$r" --out "$out/runs/$s-a$a-c$c-r$r.json" >&2
+      done
     done
   done
 done

@@ -45,6 +45,13 @@ pub enum System {
     Redis,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    Leader,
+    Spread,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The system under test.
@@ -54,6 +61,11 @@ pub struct RunArgs {
     /// Defaults: gavel 127.0.0.1:7070; etcd 127.0.0.1:2379; redis 127.0.0.1:6379.
     #[arg(long, value_delimiter = ',')]
     pub endpoints: Vec<String>,
+    /// Where clients send bids: `leader` (all to the current leader, found once at the
+    /// start; Gavel and etcd), or `spread` (client i to endpoint i mod n, so followers
+    /// forward).
+    #[arg(long, value_enum, default_value = "leader")]
+    pub route: Route,
     /// Concurrent clients, each one bidder waiting for its answer before the next bid.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -206,9 +218,18 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
     );
     tokio::time::sleep(Duration::from_millis(start_at_ms.saturating_sub(now_ms()))).await;
 
+    let leader = match args.route {
+        Route::Leader => target.leader_endpoint().await.context("finding the leader")?,
+        Route::Spread => None,
+    };
     let mut conns = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
-        conns.push(target.connect(i, timeout).await.context("connecting")?);
+        conns.push(
+            target
+                .connect(i, leader.as_deref(), timeout)
+                .await
+                .context("connecting")?,
+        );
     }
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
@@ -350,6 +371,8 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
         clients: args.clients,
         auctions: args.auctions,
         endpoints: args.endpoints.clone(),
+        route: args.route,
+        leader,
         duration_secs: elapsed,
         bids: ops,
         accepted: total.accepted,

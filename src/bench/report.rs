@@ -9,7 +9,7 @@ use comfy_table::{presets, Table};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{ReportArgs, Strategy, System};
+use super::{ReportArgs, Route, Strategy, System};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
@@ -29,6 +29,9 @@ pub struct RunReport {
     pub clients: usize,
     pub auctions: usize,
     pub endpoints: Vec<String>,
+    pub route: Route,
+    /// The endpoint every client used, with `route: leader`.
+    pub leader: Option<String>,
     pub duration_secs: f64,
     /// Answered bids: accepted plus rejected.
     pub bids: u64,
@@ -91,6 +94,64 @@ pub fn run_table(r: &RunReport) -> String {
     t.to_string()
 }
 
+/// One system in one cell of the matrix: the median over its repeated runs.
+#[derive(Debug, Clone, Serialize)]
+struct Cell {
+    system: System,
+    label: String,
+    auctions: usize,
+    clients: usize,
+    runs: usize,
+    bids_per_sec: f64,
+    accepted_per_sec: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    errors: u64,
+    verified: bool,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn cells(runs: &[RunReport]) -> Vec<Cell> {
+    let mut groups: BTreeMap<(usize, usize, u8, String), Vec<&RunReport>> = BTreeMap::new();
+    for r in runs {
+        groups
+            .entry((r.auctions, r.clients, r.system as u8, r.label.clone()))
+            .or_default()
+            .push(r);
+    }
+    groups
+        .into_values()
+        .map(|g| {
+            let m = |f: fn(&RunReport) -> f64| median(g.iter().map(|r| f(r)).collect());
+            Cell {
+                system: g[0].system,
+                label: g[0].label.clone(),
+                auctions: g[0].auctions,
+                clients: g[0].clients,
+                runs: g.len(),
+                bids_per_sec: m(|r| r.bids_per_sec),
+                accepted_per_sec: m(|r| r.accepted_per_sec),
+                p50_ms: m(|r| r.latency_ms.p50),
+                p90_ms: m(|r| r.latency_ms.p90),
+                p99_ms: m(|r| r.latency_ms.p99),
+                max_ms: m(|r| r.latency_ms.max),
+                errors: g.iter().map(|r| r.errors).sum(),
+                verified: g.iter().all(|r| r.verified),
+            }
+        })
+        .collect()
+}
+
 /// One cell of the matrix: Gavel against one other system.
 #[derive(Debug, Serialize)]
 struct Comparison {
@@ -105,55 +166,57 @@ struct Comparison {
     target_met: Option<bool>,
 }
 
-fn compare(gavel: &RunReport, other: &RunReport) -> Comparison {
+fn compare(gavel: &Cell, other: &Cell) -> Comparison {
     let (target, met) = match (other.system, gavel.clients) {
         (System::Etcd, 64) => (
             Some("throughput >= 2x etcd and p99 <= etcd".to_string()),
-            Some(gavel.bids_per_sec >= 2.0 * other.bids_per_sec && gavel.latency_ms.p99 <= other.latency_ms.p99),
+            Some(gavel.bids_per_sec >= 2.0 * other.bids_per_sec && gavel.p99_ms <= other.p99_ms),
         ),
-        (System::Etcd, 1) => (
-            Some("p50 <= etcd".to_string()),
-            Some(gavel.latency_ms.p50 <= other.latency_ms.p50),
-        ),
+        (System::Etcd, 1) => (Some("p50 <= etcd".to_string()), Some(gavel.p50_ms <= other.p50_ms)),
         _ => (None, None),
     };
+    let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
     Comparison {
         auctions: gavel.auctions,
         clients: gavel.clients,
         other: other.system,
-        throughput_ratio: gavel.bids_per_sec / other.bids_per_sec.max(f64::MIN_POSITIVE),
-        p50_ratio: gavel.latency_ms.p50 / other.latency_ms.p50.max(f64::MIN_POSITIVE),
-        p99_ratio: gavel.latency_ms.p99 / other.latency_ms.p99.max(f64::MIN_POSITIVE),
+        throughput_ratio: ratio(gavel.bids_per_sec, other.bids_per_sec),
+        p50_ratio: ratio(gavel.p50_ms, other.p50_ms),
+        p99_ratio: ratio(gavel.p99_ms, other.p99_ms),
         target,
         target_met: met,
     }
 }
 
-fn markdown(runs: &[RunReport], comparisons: &[Comparison]) -> String {
+fn name(system: System) -> String {
+    format!("{system:?}").to_lowercase()
+}
+
+fn markdown(cells: &[Cell], comparisons: &[Comparison]) -> String {
     let mut out = String::new();
-    out.push_str("| auctions | clients | system | bids/s | accepted/s | p50 ms | p90 ms | p99 ms | max ms | errors | verified |\n");
-    out.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
-    for r in runs {
-        let system = format!("{:?}", r.system).to_lowercase();
+    out.push_str("| auctions | clients | system | runs | bids/s | accepted/s | p50 ms | p90 ms | p99 ms | max ms | errors | verified |\n");
+    out.push_str("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for c in cells {
         let _ = writeln!(
             out,
-            "| {} | {} | {}{} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
-            r.auctions,
-            r.clients,
-            system,
-            if r.label.is_empty() {
+            "| {} | {} | {}{} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
+            c.auctions,
+            c.clients,
+            name(c.system),
+            if c.label.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", r.label)
+                format!(" ({})", c.label)
             },
-            r.bids_per_sec,
-            r.accepted_per_sec,
-            r.latency_ms.p50,
-            r.latency_ms.p90,
-            r.latency_ms.p99,
-            r.latency_ms.max,
-            r.errors,
-            if r.verified { "yes" } else { "**NO**" },
+            c.runs,
+            c.bids_per_sec,
+            c.accepted_per_sec,
+            c.p50_ms,
+            c.p90_ms,
+            c.p99_ms,
+            c.max_ms,
+            c.errors,
+            if c.verified { "yes" } else { "**NO**" },
         );
     }
     if !comparisons.is_empty() {
@@ -165,7 +228,7 @@ fn markdown(runs: &[RunReport], comparisons: &[Comparison]) -> String {
                 "| {} | {} | {} | {:.2}x | {:.2}x | {:.2}x | {} | {} |",
                 c.auctions,
                 c.clients,
-                format!("{:?}", c.other).to_lowercase(),
+                name(c.other),
                 c.throughput_ratio,
                 c.p50_ratio,
                 c.p99_ratio,
@@ -188,25 +251,36 @@ pub fn write(args: &ReportArgs) -> Result<()> {
         let run: RunReport = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         runs.push(run);
     }
-    runs.sort_by_key(|r| (r.auctions, r.clients, r.system as u8));
+    let cells = cells(&runs);
     let mut comparisons = Vec::new();
-    for gavel in runs.iter().filter(|r| r.system == System::Gavel) {
-        for other in runs
+    for gavel in cells.iter().filter(|c| c.system == System::Gavel) {
+        for other in cells
             .iter()
-            .filter(|r| r.system != System::Gavel && r.auctions == gavel.auctions && r.clients == gavel.clients)
+            .filter(|c| c.system != System::Gavel && c.auctions == gavel.auctions && c.clients == gavel.clients)
         {
             comparisons.push(compare(gavel, other));
         }
     }
-    let md = markdown(&runs, &comparisons);
+    let md = markdown(&cells, &comparisons);
     match &args.markdown {
         Some(path) => std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?,
         None => print!("{md}"),
     }
     if let Some(path) = &args.json {
-        let doc = json!({ "runs": runs, "comparisons": comparisons });
+        let doc = json!({ "cells": cells, "comparisons": comparisons, "runs": runs });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(vec![5.0, 1.0, 3.0]), 3.0);
+    }
 }

@@ -227,16 +227,48 @@ impl Target {
         }
     }
 
-    /// A connection for client `index` (clients are spread over the endpoints in turn).
-    pub async fn connect(&self, index: usize, timeout: Duration) -> Result<Conn> {
+    /// The endpoint that leads now (Gavel: the cluster's leader, from `/v1/cluster`;
+    /// etcd: the member whose id every member's status names as leader), or `None` for
+    /// Redis, which has one.
+    pub async fn leader_endpoint(&self) -> Result<Option<String>> {
+        match self {
+            Target::Gavel { endpoints, http } => {
+                let url = format!("{}/v1/cluster", endpoints[0]);
+                let v: Value = http.get(&url).send().await?.error_for_status()?.json().await?;
+                let addr = v["leader"]["addr"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("{url} names no leader: {v}"))?;
+                Ok(Some(format!("http://{addr}")))
+            }
+            Target::Etcd { endpoints, http } => {
+                for e in endpoints {
+                    let v = etcd_call(http, &format!("{e}/v3/maintenance/status"), &json!({})).await?;
+                    if json_u64(&v["header"]["member_id"]) == json_u64(&v["leader"]) {
+                        return Ok(Some(e.clone()));
+                    }
+                }
+                bail!("no etcd endpoint is the leader")
+            }
+            Target::Redis { .. } => Ok(None),
+        }
+    }
+
+    /// A connection for client `index`: to `leader` if given, else to the endpoints in
+    /// turn.
+    pub async fn connect(&self, index: usize, leader: Option<&str>, timeout: Duration) -> Result<Conn> {
+        let pick = |endpoints: &[String]| {
+            leader
+                .map(str::to_string)
+                .unwrap_or_else(|| endpoints[index % endpoints.len()].clone())
+        };
         Ok(match self {
             Target::Gavel { endpoints, .. } => Conn::Gavel {
                 http: http_client(timeout)?,
-                base: endpoints[index % endpoints.len()].clone(),
+                base: pick(endpoints),
             },
             Target::Etcd { endpoints, .. } => Conn::Etcd {
                 http: http_client(timeout)?,
-                base: endpoints[index % endpoints.len()].clone(),
+                base: pick(endpoints),
                 cache: HashMap::new(),
             },
             Target::Redis { client } => Conn::Redis {
