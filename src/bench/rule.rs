@@ -238,8 +238,9 @@ mod tests {
         fn the_bench_rule_agrees_with_the_book(bids in proptest::collection::vec(bid_strategy(), 1..40)) {
             let ends = 10_000;
             let mut book = AuctionBook::default();
-            let create = Command::new(1, Op::CreateAuction { spec: spec(ends) });
-            prop_assert!(matches!(book.apply(&create), Response::AuctionCreated { .. }));
+            let create = Command::new(1, Op::CreateAuction { spec: spec(ends), worker: None });
+            let created = matches!(book.apply(&create), Response::AuctionCreated { .. });
+            prop_assert!(created);
             let mut ours = bench_auction(ends);
             let mut now = 1;
             for (who, amount, max, dt) in bids {

@@ -483,8 +483,8 @@ async fn etcd_bid(
     let range_url = format!("{base}/v3/kv/range");
     let txn_url = format!("{base}/v3/kv/txn");
     let mut fresh = false;
-    if !cache.contains_key(&bid.auction) {
-        cache.insert(bid.auction, etcd_get(http, &range_url, key).await?);
+    if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(bid.auction) {
+        slot.insert(etcd_get(http, &range_url, key).await?);
         fresh = true;
     }
     for attempt in 0..CAS_ATTEMPTS_MAX {
