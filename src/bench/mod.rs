@@ -175,6 +175,24 @@ struct ClientTally {
     retries: u64,
     refusals: BTreeMap<String, u64>,
     error_samples: Vec<String>,
+    /// When this client's last answer came.
+    last_answer: Option<Instant>,
+}
+
+impl ClientTally {
+    fn new() -> Self {
+        ClientTally {
+            // 1 µs to 2 minutes, 3 significant digits.
+            latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds"),
+            accepted: 0,
+            rejected: 0,
+            errors: 0,
+            retries: 0,
+            refusals: BTreeMap::new(),
+            error_samples: Vec::new(),
+            last_answer: None,
+        }
+    }
 }
 
 /// Live counters for the progress line.
@@ -235,6 +253,8 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
     let started = Instant::now();
     let deadline = started + Duration::from_millis((args.duration_secs * 1000).saturating_sub(late_ms));
     let budget = Arc::new(AtomicU64::new(0));
+    // Wakes waiting snipers once the op budget is spent.
+    let spent = Arc::new(tokio::sync::Notify::new());
     let mut tasks = Vec::with_capacity(args.clients);
     for (i, mut conn) in conns.into_iter().enumerate() {
         let mut agent = Agent::new(
@@ -248,18 +268,11 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
         let auctions = auctions.clone();
         let progress = progress.clone();
         let budget = budget.clone();
+        let spent = spent.clone();
         let max_ops = args.ops.unwrap_or(u64::MAX);
         let window_ms = snipe_secs * 1000;
         tasks.push(tokio::spawn(async move {
-            let mut t = ClientTally {
-                latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds"),
-                accepted: 0,
-                rejected: 0,
-                errors: 0,
-                retries: 0,
-                refusals: BTreeMap::new(),
-                error_samples: Vec::new(),
-            };
+            let mut t = ClientTally::new();
             loop {
                 let now = Instant::now();
                 if now >= deadline {
@@ -268,10 +281,14 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
                 let remaining_ms = (deadline - now).as_millis() as u64;
                 if !agent.active(remaining_ms, window_ms) {
                     let wake = deadline - Duration::from_millis(window_ms);
-                    tokio::time::sleep_until(wake.max(now).into()).await;
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake.max(now).into()) => {}
+                        () = spent.notified() => break,
+                    }
                     continue;
                 }
                 if budget.fetch_add(1, Ordering::Relaxed) >= max_ops {
+                    spent.notify_waiters();
                     break;
                 }
                 let bid = agent.next_bid();
@@ -279,6 +296,7 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
                 let result = conn.bid(&auctions, agent.bidder(&bid), &bid).await;
                 let took = sent.elapsed().as_micros() as u64;
                 progress.ops.fetch_add(1, Ordering::Relaxed);
+                t.last_answer = Some(Instant::now());
                 match result {
                     Ok((reply, retries)) => {
                         t.latency_us.saturating_record(took.max(1));
@@ -330,15 +348,7 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
         })
     });
 
-    let mut total = ClientTally {
-        latency_us: Histogram::new_with_bounds(1, 120_000_000, 3)?,
-        accepted: 0,
-        rejected: 0,
-        errors: 0,
-        retries: 0,
-        refusals: BTreeMap::new(),
-        error_samples: Vec::new(),
-    };
+    let mut total = ClientTally::new();
     for task in tasks {
         let t = task.await.context("a client task failed")?;
         total.latency_us.add(&t.latency_us)?;
@@ -346,6 +356,7 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
         total.rejected += t.rejected;
         total.errors += t.errors;
         total.retries += t.retries;
+        total.last_answer = total.last_answer.max(t.last_answer);
         for (code, n) in t.refusals {
             *total.refusals.entry(code).or_default() += n;
         }
@@ -353,7 +364,12 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
             .error_samples
             .extend(t.error_samples.into_iter().take(3 - total.error_samples.len().min(3)));
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    // Up to the last answer: idle snipers waiting out the clock do not dilute the rate.
+    let elapsed = total
+        .last_answer
+        .map_or_else(|| started.elapsed(), |at| at - started)
+        .as_secs_f64()
+        .max(1e-3);
     if let Some(r) = reporter {
         r.abort();
     }
