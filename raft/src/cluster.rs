@@ -71,6 +71,10 @@ pub async fn write(raft: &Raft, cmd: Command) -> Result<(LogId, Response), Clust
 
 /// Commands gathered into one log entry at most.
 pub const BATCH_COMMANDS_MAX: usize = 256;
+/// Encoded bytes of the commands gathered into one log entry at most (a single larger
+/// command still goes alone). sled stores a value over 128 KiB (a quarter of its segment)
+/// in a separate blob file that it never fsyncs, so entries stay well under that.
+pub const BATCH_BYTES_MAX: usize = 64 * 1024;
 /// Proposals (entries) in flight at once; while they are, new commands queue up and form
 /// the next batch.
 pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
@@ -95,17 +99,21 @@ impl Proposer {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Command, Reply)>(PROPOSER_QUEUE_MAX);
         tokio::spawn(async move {
             let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
-            while let Some(first) = rx.recv().await {
+            // A command taken from the queue that did not fit the previous batch.
+            let mut carry = None;
+            loop {
+                let first = match carry.take() {
+                    Some(first) => first,
+                    None => match rx.recv().await {
+                        Some(first) => first,
+                        None => return,
+                    },
+                };
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let mut batch = vec![first];
-                while batch.len() < BATCH_COMMANDS_MAX {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
+                let (batch, rest) = gather(first, &mut rx);
+                carry = rest;
                 let raft = raft.clone();
                 tokio::spawn(async move {
                     propose_batch(&raft, batch).await;
@@ -127,6 +135,33 @@ impl Proposer {
             .await
             .map_err(|_| ClusterError::Unavailable("the proposal was dropped".into()))?
     }
+}
+
+/// A command waiting in the proposer's queue, with whatever answers it.
+type Queued<T> = (Command, T);
+
+/// Encoded size of a command, as the log stores it.
+fn encoded_len(cmd: &Command) -> usize {
+    gavel_storage::codec::encode_record(cmd).map_or(usize::MAX, |bytes| bytes.len())
+}
+
+/// `first` and whatever is queued behind it, up to [`BATCH_COMMANDS_MAX`] commands and
+/// [`BATCH_BYTES_MAX`] encoded bytes; also the command taken that did not fit, if any.
+fn gather<T>(first: Queued<T>, rx: &mut tokio::sync::mpsc::Receiver<Queued<T>>) -> (Vec<Queued<T>>, Option<Queued<T>>) {
+    let mut bytes = encoded_len(&first.0);
+    let mut batch = vec![first];
+    while batch.len() < BATCH_COMMANDS_MAX {
+        let Ok(next) = rx.try_recv() else {
+            return (batch, None);
+        };
+        let len = encoded_len(&next.0);
+        if bytes.saturating_add(len) > BATCH_BYTES_MAX {
+            return (batch, Some(next));
+        }
+        bytes += len;
+        batch.push(next);
+    }
+    (batch, None)
 }
 
 async fn propose_batch(raft: &Raft, mut batch: Vec<(Command, Reply)>) {
@@ -249,4 +284,68 @@ pub async fn remove_node(raft: &Raft, id: u64) -> Result<(), ClusterError> {
 /// The committed log id as the Raft core knows it.
 pub async fn committed(raft: &Raft) -> Option<LogId> {
     raft.with_raft_state(|st| st.committed).await.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gavel_storage::Op;
+
+    fn bid(n: usize, bidder_len: usize) -> Command {
+        Command::new(
+            n as u64,
+            Op::PlaceBid {
+                auction_id: 1,
+                bidder: format!("{}{n}", "b".repeat(bidder_len)),
+                amount: Some(1_000 + n as u64),
+                max_amount: None,
+            },
+        )
+    }
+
+    /// Drains the queue the way the proposer does; returns the batches.
+    fn drain(commands: Vec<Command>) -> Vec<Vec<Command>> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(commands.len().max(1));
+        for c in commands {
+            tx.try_send((c, ())).unwrap();
+        }
+        drop(tx);
+        let mut batches = Vec::new();
+        let mut carry = None;
+        while let Some(first) = carry.take().or_else(|| rx.try_recv().ok()) {
+            let (batch, rest) = gather(first, &mut rx);
+            carry = rest;
+            batches.push(batch.into_iter().map(|(c, ())| c).collect());
+        }
+        batches
+    }
+
+    #[test]
+    fn batches_stay_under_the_byte_bound_and_keep_every_command_in_order() {
+        // 300 commands of ~1 KiB: the byte bound, not the count, splits them.
+        let commands: Vec<Command> = (0..300).map(|n| bid(n, 1_000)).collect();
+        let batches = drain(commands.clone());
+        assert!(batches.len() >= 5, "{} batches", batches.len());
+        for b in &batches {
+            let bytes: usize = b.iter().map(encoded_len).sum();
+            assert!(bytes <= BATCH_BYTES_MAX, "a batch of {bytes} bytes");
+        }
+        assert_eq!(batches.concat(), commands);
+    }
+
+    #[test]
+    fn small_commands_are_bounded_by_count() {
+        let commands: Vec<Command> = (0..600).map(|n| bid(n, 4)).collect();
+        let batches = drain(commands.clone());
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88]);
+        assert_eq!(batches.concat(), commands);
+    }
+
+    #[test]
+    fn a_command_over_the_byte_bound_goes_alone() {
+        let commands = vec![bid(0, 4), bid(1, BATCH_BYTES_MAX + 1), bid(2, 4)];
+        let batches = drain(commands.clone());
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+        assert_eq!(batches.concat(), commands);
+    }
 }
