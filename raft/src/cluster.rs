@@ -142,7 +142,7 @@ type Queued<T> = (Command, T);
 
 /// Encoded size of a command, as the log stores it.
 fn encoded_len(cmd: &Command) -> usize {
-    gavel_storage::codec::encode_record(cmd).map_or(usize::MAX, |bytes| bytes.len())
+    gavel_storage::codec::encoded_record_len(cmd).unwrap_or(usize::MAX)
 }
 
 /// `first` and whatever is queued behind it, up to [`BATCH_COMMANDS_MAX`] commands and

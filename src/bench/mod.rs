@@ -16,10 +16,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use gavel_api::json::now_ms;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -157,12 +158,6 @@ async fn run_command(mut args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Seconds after the run's end at which the auctions end (so none closes mid-run).
 const CLOSE_GRACE_SECS: u64 = 2;
 
@@ -193,6 +188,100 @@ impl ClientTally {
             last_answer: None,
         }
     }
+
+    /// Counts one answered (or failed) bid that took `took`.
+    fn record(&mut self, result: &Result<(Reply, u32)>, took: Duration, progress: &Progress) {
+        self.last_answer = Some(Instant::now());
+        progress.ops.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok((reply, retries)) => {
+                self.latency_us.saturating_record((took.as_micros() as u64).max(1));
+                self.retries += u64::from(*retries);
+                match reply {
+                    Reply::Accepted { .. } => {
+                        self.accepted += 1;
+                        progress.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Reply::Refused { code, .. } => {
+                        self.rejected += 1;
+                        *self.refusals.entry(code.clone()).or_default() += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                self.errors += 1;
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+                if self.error_samples.len() < ERROR_SAMPLES_MAX {
+                    self.error_samples.push(format!("{e:#}"));
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: ClientTally) -> Result<()> {
+        self.latency_us.add(&other.latency_us)?;
+        self.accepted += other.accepted;
+        self.rejected += other.rejected;
+        self.errors += other.errors;
+        self.retries += other.retries;
+        self.last_answer = self.last_answer.max(other.last_answer);
+        for (code, n) in other.refusals {
+            *self.refusals.entry(code).or_default() += n;
+        }
+        let room = ERROR_SAMPLES_MAX.saturating_sub(self.error_samples.len());
+        self.error_samples.extend(other.error_samples.into_iter().take(room));
+        Ok(())
+    }
+}
+
+/// Error messages kept for the report.
+const ERROR_SAMPLES_MAX: usize = 3;
+
+/// What every client of a run shares.
+struct Shared {
+    auctions: target::Auctions,
+    progress: Progress,
+    /// Bids started so far, against `max_ops`.
+    budget: AtomicU64,
+    max_ops: u64,
+    /// Wakes waiting snipers once the budget is spent.
+    spent: tokio::sync::Notify,
+    deadline: Instant,
+    snipe_window: Duration,
+}
+
+/// One client: bids as its agent decides until the deadline or the budget is reached.
+async fn bid_until_done(mut agent: Agent, mut conn: target::Conn, run: Arc<Shared>) -> ClientTally {
+    let mut tally = ClientTally::new();
+    loop {
+        let now = Instant::now();
+        if now >= run.deadline {
+            break;
+        }
+        let remaining_ms = (run.deadline - now).as_millis() as u64;
+        if !agent.active(remaining_ms, run.snipe_window.as_millis() as u64) {
+            let wake = run.deadline - run.snipe_window;
+            tokio::select! {
+                () = tokio::time::sleep_until(wake.max(now).into()) => {}
+                () = run.spent.notified() => break,
+            }
+            continue;
+        }
+        if run.budget.fetch_add(1, Ordering::Relaxed) >= run.max_ops {
+            run.spent.notify_waiters();
+            break;
+        }
+        let bid = agent.next_bid();
+        let sent = Instant::now();
+        let result = conn.bid(&run.auctions, agent.bidder(&bid), &bid).await;
+        tally.record(&result, sent.elapsed(), &run.progress);
+        match &result {
+            Ok((reply, _)) => agent.observe(&bid, reply),
+            // A failing system must not be hammered in a tight loop.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    tally
 }
 
 /// Live counters for the progress line.
@@ -225,7 +314,7 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
     // setup overran it).
     let setup_allowance_ms = 2_000 + args.auctions as u64 * 5;
     workload.ends_at_ms = now_ms() + setup_allowance_ms + (args.duration_secs + CLOSE_GRACE_SECS) * 1000;
-    let auctions = Arc::new(target.prepare(&workload).await.context("setting up the auctions")?);
+    let auctions = target.prepare(&workload).await.context("setting up the auctions")?;
     let start_at_ms = workload.ends_at_ms - (args.duration_secs + CLOSE_GRACE_SECS) * 1000;
     let late_ms = now_ms().saturating_sub(start_at_ms);
     anyhow::ensure!(
@@ -249,92 +338,40 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
                 .context("connecting")?,
         );
     }
-    let progress = Arc::new(Progress::default());
     let started = Instant::now();
-    let deadline = started + Duration::from_millis((args.duration_secs * 1000).saturating_sub(late_ms));
-    let budget = Arc::new(AtomicU64::new(0));
-    // Wakes waiting snipers once the op budget is spent.
-    let spent = Arc::new(tokio::sync::Notify::new());
-    let mut tasks = Vec::with_capacity(args.clients);
-    for (i, mut conn) in conns.into_iter().enumerate() {
-        let mut agent = Agent::new(
-            i,
-            args.strategy,
-            args.auctions,
-            workload.starting_price,
-            workload.increment,
-            args.seed,
-        );
-        let auctions = auctions.clone();
-        let progress = progress.clone();
-        let budget = budget.clone();
-        let spent = spent.clone();
-        let max_ops = args.ops.unwrap_or(u64::MAX);
-        let window_ms = snipe_secs * 1000;
-        tasks.push(tokio::spawn(async move {
-            let mut t = ClientTally::new();
-            loop {
-                let now = Instant::now();
-                if now >= deadline {
-                    break;
-                }
-                let remaining_ms = (deadline - now).as_millis() as u64;
-                if !agent.active(remaining_ms, window_ms) {
-                    let wake = deadline - Duration::from_millis(window_ms);
-                    tokio::select! {
-                        () = tokio::time::sleep_until(wake.max(now).into()) => {}
-                        () = spent.notified() => break,
-                    }
-                    continue;
-                }
-                if budget.fetch_add(1, Ordering::Relaxed) >= max_ops {
-                    spent.notify_waiters();
-                    break;
-                }
-                let bid = agent.next_bid();
-                let sent = Instant::now();
-                let result = conn.bid(&auctions, agent.bidder(&bid), &bid).await;
-                let took = sent.elapsed().as_micros() as u64;
-                progress.ops.fetch_add(1, Ordering::Relaxed);
-                t.last_answer = Some(Instant::now());
-                match result {
-                    Ok((reply, retries)) => {
-                        t.latency_us.saturating_record(took.max(1));
-                        t.retries += u64::from(retries);
-                        match &reply {
-                            Reply::Accepted { .. } => {
-                                t.accepted += 1;
-                                progress.accepted.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Reply::Refused { code, .. } => {
-                                t.rejected += 1;
-                                *t.refusals.entry(code.clone()).or_default() += 1;
-                            }
-                        }
-                        agent.observe(&bid, &reply);
-                    }
-                    Err(e) => {
-                        t.errors += 1;
-                        progress.errors.fetch_add(1, Ordering::Relaxed);
-                        if t.error_samples.len() < 3 {
-                            t.error_samples.push(format!("{e:#}"));
-                        }
-                        // A failing system must not be hammered in a tight loop.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-            t
-        }));
-    }
+    let shared = Arc::new(Shared {
+        auctions,
+        progress: Progress::default(),
+        budget: AtomicU64::new(0),
+        max_ops: args.ops.unwrap_or(u64::MAX),
+        spent: tokio::sync::Notify::new(),
+        deadline: started + Duration::from_millis((args.duration_secs * 1000).saturating_sub(late_ms)),
+        snipe_window: Duration::from_secs(snipe_secs),
+    });
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let agent = Agent::new(
+                i,
+                args.strategy,
+                args.auctions,
+                workload.starting_price,
+                workload.increment,
+                args.seed,
+            );
+            tokio::spawn(bid_until_done(agent, conn, shared.clone()))
+        })
+        .collect();
 
     let reporter = (args.progress_secs > 0).then(|| {
-        let progress = progress.clone();
+        let shared = shared.clone();
         let every = Duration::from_secs(args.progress_secs);
         tokio::spawn(async move {
             let mut last = 0;
             loop {
                 tokio::time::sleep(every).await;
+                let progress = &shared.progress;
                 let ops = progress.ops.load(Ordering::Relaxed);
                 eprintln!(
                     "  {:>4.0} s  {ops} bids ({:.0}/s now), {} accepted, {} errors",
@@ -350,19 +387,7 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
 
     let mut total = ClientTally::new();
     for task in tasks {
-        let t = task.await.context("a client task failed")?;
-        total.latency_us.add(&t.latency_us)?;
-        total.accepted += t.accepted;
-        total.rejected += t.rejected;
-        total.errors += t.errors;
-        total.retries += t.retries;
-        total.last_answer = total.last_answer.max(t.last_answer);
-        for (code, n) in t.refusals {
-            *total.refusals.entry(code).or_default() += n;
-        }
-        total
-            .error_samples
-            .extend(t.error_samples.into_iter().take(3 - total.error_samples.len().min(3)));
+        total.merge(task.await.context("a client task failed")?)?;
     }
     // Up to the last answer: idle snipers waiting out the clock do not dilute the rate.
     let elapsed = total
@@ -374,7 +399,7 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
         r.abort();
     }
     let stored_bids = target
-        .stored_bids(&auctions)
+        .stored_bids(&shared.auctions)
         .await
         .context("reading back the stored bids")?;
     let ops = total.accepted + total.rejected;

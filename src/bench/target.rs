@@ -101,9 +101,9 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client> {
         .build()?)
 }
 
-fn rfc3339(ms: u64) -> Result<String> {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)?;
-    Ok(t.format(&time::format_description::well_known::Rfc3339)?)
+/// The key prefix of an auction's bid records in etcd.
+fn etcd_bid_prefix(auction_key: &str) -> String {
+    format!("{}/", auction_key.replacen("/a/", "/b/", 1))
 }
 
 impl Target {
@@ -144,7 +144,7 @@ impl Target {
     pub async fn prepare(&self, w: &Workload) -> Result<Auctions> {
         match self {
             Target::Gavel { endpoints, http } => {
-                let ends_at = rfc3339(w.ends_at_ms)?;
+                let ends_at = gavel_api::json::rfc3339(w.ends_at_ms);
                 stream::iter(0..w.auctions)
                     .map(|i| {
                         let body = json!({
@@ -298,7 +298,7 @@ impl Target {
                 let mut total = 0;
                 for key in auctions {
                     let (auction, _) = etcd_get(http, &url, key).await?;
-                    let prefix = format!("{}/", key.replacen("/a/", "/b/", 1));
+                    let prefix = etcd_bid_prefix(key);
                     let v = etcd_call(
                         http,
                         &url,
@@ -493,7 +493,7 @@ async fn etcd_bid(
             .cloned()
             .ok_or_else(|| anyhow!("no cached copy"))?;
         let mut next = cached;
-        let now = super::now_ms();
+        let now = gavel_api::json::now_ms();
         match next.place_bid(bidder, bid.amount, bid.max_amount, now) {
             Err(refused) if fresh => {
                 let min_next_bid = match refused {
@@ -513,7 +513,7 @@ async fn etcd_bid(
                 fresh = true;
             }
             Ok(accepted) => {
-                let record_key = format!("{}/{:012}", key.replacen("/a/", "/b/", 1), next.bids);
+                let record_key = format!("{}{:012}", etcd_bid_prefix(key), next.bids);
                 let record =
                     json!({ "bidder": bidder, "amount": bid.amount, "max_amount": bid.max_amount, "at_ms": now });
                 let body = json!({

@@ -21,6 +21,13 @@ pub const RECORD_HEADER_LEN: usize = 8;
 /// Largest payload we accept on read (a sanity bound against a garbage `len`).
 pub const RECORD_PAYLOAD_MAX_BYTES: usize = 64 * 1024 * 1024;
 
+/// Length of `value` encoded as one framed record, without encoding it into memory.
+pub fn encoded_record_len<T: Serialize>(value: &T) -> Result<usize> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, bincode_config())?;
+    Ok(RECORD_HEADER_LEN + size.bytes_written)
+}
+
 /// Encodes `value` as one framed record.
 pub fn encode_record<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = vec![0u8; RECORD_HEADER_LEN];
@@ -103,6 +110,16 @@ mod tests {
 
     fn what() -> String {
         "test record".to_string()
+    }
+
+    #[test]
+    fn encoded_record_len_is_the_length_of_the_encoded_record() {
+        for value in [String::new(), "x".repeat(300), "é".repeat(70_000)] {
+            assert_eq!(
+                encoded_record_len(&value).unwrap(),
+                encode_record(&value).unwrap().len()
+            );
+        }
     }
 
     #[test]
