@@ -142,13 +142,24 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("gavel: {err:#}");
-            let corrupt = err.chain().any(|e| {
+            let unopenable = err.chain().any(|e| {
                 matches!(
                     e.downcast_ref::<gavel_storage::Error>(),
-                    Some(gavel_storage::Error::Corrupt { .. })
+                    Some(gavel_storage::Error::Unopenable { .. })
                 )
             });
+            if unopenable {
+                eprintln!("gavel: {err:#}; {}", crate::node::RECOVER_FROM_PEERS);
+            } else {
+                eprintln!("gavel: {err:#}");
+            }
+            let corrupt = unopenable
+                || err.chain().any(|e| {
+                    matches!(
+                        e.downcast_ref::<gavel_storage::Error>(),
+                        Some(gavel_storage::Error::Corrupt { .. })
+                    )
+                });
             ExitCode::from(if corrupt {
                 tools::EXIT_CORRUPT
             } else {

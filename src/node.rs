@@ -52,10 +52,23 @@ async fn wait_for_signal() {
     }
 }
 
+/// Where the README explains how to rebuild a node's data dir from its peers.
+pub const RECOVER_FROM_PEERS: &str = "see \"Recovering a node from its peers\" in the README \
+     (docs/operations.md): wipe this node's data dir and add it again, or restore a backup";
+
+/// Makes sure `dir` belongs to node `id`: records the id durably in a new data dir (temp
+/// file, fsync, rename, fsync of the directory: a power cut never leaves it empty), and
+/// refuses a data dir that belongs to another node.
 fn claim_data_dir(dir: &Path, id: u64) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    gavel_storage::fsutil::create_dir_durably(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
     let path = dir.join(NODE_ID_FILE);
     match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().is_empty() => bail!(
+            "{} is empty: an older Gavel wrote it without fsync and a power cut emptied it. If this data dir belongs to node {id}, write the id back \
+             (`echo {id} > {}`) and start again",
+            path.display(),
+            path.display()
+        ),
         Ok(text) => {
             let owner: u64 = text
                 .trim()
@@ -70,16 +83,23 @@ fn claim_data_dir(dir: &Path, id: u64) -> Result<()> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::write(&path, format!("{id}\n")).with_context(|| format!("writing {}", path.display()))
+            gavel_storage::fsutil::write_durably(&path, format!("{id}\n").as_bytes())
+                .with_context(|| format!("writing {}", path.display()))
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 
-/// Runs a node until `stop` becomes true.
-pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Result<()> {
-    tracing::info!(?config, "starting gavel node");
-    claim_data_dir(&config.data_dir, config.id)?;
+/// Opens and verifies the log. A log sled cannot open (it panicked, as sled 0.34.7 does
+/// on a blob file emptied by a power cut) names the data dir and the way out.
+fn open_log(config: &Config) -> Result<LogStore> {
+    let unopenable = |e: gavel_storage::Error| match e {
+        gavel_storage::Error::Unopenable { reason, .. } => anyhow::anyhow!(
+            "the log in {} cannot be opened: {reason}; {RECOVER_FROM_PEERS}",
+            config.data_dir.display()
+        ),
+        other => anyhow::Error::new(other).context(format!("opening the log in {}", config.data_dir.display())),
+    };
     let log = LogStore::open(
         sled_dir(&config.data_dir),
         LogStoreOptions {
@@ -87,20 +107,29 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             ..Default::default()
         },
     )
-    .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+    .map_err(unopenable)?;
     let started = std::time::Instant::now();
-    let records = log.verify().map_err(|e| {
-        anyhow::anyhow!(
-            "refusing to start: {e}. This node will not serve damaged state. Restore its data dir \
-             from a backup, or wipe it and add the node again (DELETE then POST /v1/cluster/nodes) \
-             so it copies the state from its peers"
-        )
+    let records = log.verify().map_err(|e| match e {
+        e @ gavel_storage::Error::Unopenable { .. } => unopenable(e),
+        e => anyhow::anyhow!("refusing to start: {e}. This node will not serve damaged state; {RECOVER_FROM_PEERS}"),
     })?;
     tracing::info!(
         records,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "log verified"
     );
+    let blobs = log.blob_files();
+    if blobs > 0 {
+        tracing::warn!(blobs, "the log has sled blob files (see gavel_sled_blob_files)");
+    }
+    Ok(log)
+}
+
+/// Runs a node until `stop` becomes true.
+pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Result<()> {
+    tracing::info!(?config, "starting gavel node");
+    claim_data_dir(&config.data_dir, config.id)?;
+    let log = open_log(&config)?;
     let sm = StateMachineStore::open(snapshots_dir(&config.data_dir)).context("restoring the newest snapshot")?;
     let fresh = log.read_vote()?.is_none() && log.is_empty() && sm.last_applied().is_none();
     if let (Some(purged), Some(applied)) = (log.read_last_purged()?, sm.last_applied()) {
@@ -171,6 +200,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         config.cluster_name.clone(),
         raft.clone(),
         sm.clone(),
+        log.clone(),
         secret,
         worker,
         udp,

@@ -300,6 +300,11 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         m.membership_config.membership().nodes().count() as u64,
     );
     gauge("gavel_bids", "Accepted bids in the book.", counts.bids);
+    gauge(
+        "gavel_sled_blob_files",
+        "Files in sled's blobs/ directory; Gavel bounds its pages so there are none, and a power cut can empty them.",
+        s.log.blob_files() as u64,
+    );
     gauge("gavel_workers", "Registered workers.", counts.workers);
     gauge(
         "gavel_idempotency_keys",

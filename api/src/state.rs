@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gavel_raft::rpc::LeaderContact;
 use gavel_raft::Raft;
-use gavel_storage::StateMachineStore;
+use gavel_storage::{LogStore, StateMachineStore};
 
 use crate::udp::UdpSender;
 use crate::worker::{Registry, WorkerConfig};
@@ -24,6 +24,8 @@ pub struct Inner {
     pub cluster_name: String,
     pub raft: Raft,
     pub sm: StateMachineStore,
+    /// The Raft log (for its health: blob files, storage errors).
+    pub log: LogStore,
     /// Cluster secret; `None` makes this a single-node deployment.
     pub secret: Option<Arc<str>>,
     pub client: reqwest::Client,
@@ -62,6 +64,7 @@ impl AppState {
         cluster_name: String,
         raft: Raft,
         sm: StateMachineStore,
+        log: LogStore,
         secret: Option<Arc<str>>,
         worker: WorkerConfig,
         udp: UdpSender,
@@ -81,6 +84,7 @@ impl AppState {
             cluster_name,
             raft,
             sm,
+            log,
             secret,
             client,
             counters: Counters::default(),

@@ -75,6 +75,11 @@ pub const BATCH_COMMANDS_MAX: usize = 256;
 /// command still goes alone). sled stores a value over 128 KiB (a quarter of its segment)
 /// in a separate blob file that it never fsyncs, so entries stay well under that.
 pub const BATCH_BYTES_MAX: usize = 64 * 1024;
+/// Encoded bytes of one client command at most. Requests are bounded far below this
+/// (64 KiB bodies, 128-byte names, 256-byte titles, 64 increment bands); the check keeps
+/// every log entry under `gavel_storage::log_store::ENTRY_BYTES_MAX` whatever comes in.
+pub const COMMAND_BYTES_MAX: usize = 32 * 1024;
+const _: () = assert!(BATCH_BYTES_MAX + COMMAND_BYTES_MAX < gavel_storage::log_store::ENTRY_BYTES_MAX);
 /// Proposals (entries) in flight at once; while they are, new commands queue up and form
 /// the next batch.
 pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
@@ -124,8 +129,15 @@ impl Proposer {
         Proposer { tx }
     }
 
-    /// Like [`write`], through the group commit.
+    /// Like [`write`], through the group commit. A command whose encoding exceeds
+    /// [`COMMAND_BYTES_MAX`] is refused before it reaches the log.
     pub async fn write(&self, cmd: Command) -> Result<(LogId, Response), ClusterError> {
+        let len = encoded_len(&cmd);
+        if len > COMMAND_BYTES_MAX {
+            return Err(ClusterError::InvalidInput(format!(
+                "the command is {len} bytes encoded, over the {COMMAND_BYTES_MAX}-byte limit"
+            )));
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.tx
             .send((cmd, reply))

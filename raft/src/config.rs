@@ -16,6 +16,13 @@ use std::sync::Arc;
 use openraft::{Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 
+/// Entries in one AppendEntries RPC at most. With entries of at most
+/// [`gavel_storage::log_store::ENTRY_BYTES_MAX`] bytes the body stays under
+/// [`crate::rpc::RPC_BODY_MAX_BYTES`], so a follower never refuses a batch as too large.
+pub const MAX_PAYLOAD_ENTRIES: u64 = 256;
+const _: () =
+    assert!(MAX_PAYLOAD_ENTRIES as usize * gavel_storage::log_store::ENTRY_BYTES_MAX < crate::rpc::RPC_BODY_MAX_BYTES);
+
 /// The tunable Raft timings, in milliseconds. Defaults as explained in the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -78,7 +85,8 @@ impl RaftTimings {
             install_snapshot_timeout: self.install_snapshot_timeout_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: self.keep_behind_snapshot_entries,
-            max_payload_entries: 1024,
+            // × ENTRY_BYTES_MAX (128 KiB) = 32 MiB, under the RPC body limit.
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         };
         config

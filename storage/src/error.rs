@@ -31,6 +31,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// sled cannot open or read the log in `dir` at all (it panicked, or the files are
+    /// of another format). The node cannot start from this directory.
+    #[error("the log in {} cannot be opened: {reason}", dir.display())]
+    Unopenable { dir: PathBuf, reason: String },
+
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
 

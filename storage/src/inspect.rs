@@ -30,6 +30,8 @@ pub fn snapshots_dir(data_dir: &Path) -> PathBuf {
 /// A private, read-only-in-effect view of a stopped node's log.
 pub struct LogView {
     store: LogStore,
+    /// The data directory the copy was taken from.
+    original: PathBuf,
     _copy: tempfile::TempDir,
 }
 
@@ -62,12 +64,28 @@ impl LogView {
                 fsync: false,
                 ..Default::default()
             },
-        )?;
-        Ok(LogView { store, _copy: copy })
+        )
+        .map_err(|e| name_original(e, data_dir))?;
+        Ok(LogView {
+            store,
+            original: data_dir.to_path_buf(),
+            _copy: copy,
+        })
     }
 
     pub fn store(&self) -> &LogStore {
         &self.store
+    }
+}
+
+/// Errors about the private copy name the data directory the user gave.
+pub fn name_original(e: Error, original: &Path) -> Error {
+    match e {
+        Error::Unopenable { reason, .. } => Error::Unopenable {
+            dir: original.to_path_buf(),
+            reason,
+        },
+        other => other,
     }
 }
 
@@ -160,7 +178,13 @@ impl LogReport {
 /// Reads every record (checksums, decoding, index continuity, term order) and the
 /// meta records; collects every problem rather than stopping at the first. `visit` sees
 /// each record that decoded.
-pub fn scan_log(view: &LogView, mut visit: impl FnMut(&RecordSummary)) -> Result<LogReport> {
+pub fn scan_log(view: &LogView, visit: impl FnMut(&RecordSummary)) -> Result<LogReport> {
+    // sled panics on some damaged files (an emptied blob page, say) while reading.
+    crate::log_store::catch_sled_panic(view.store().dir(), || scan_log_records(view, visit))?
+        .map_err(|e| name_original(e, &view.original))
+}
+
+fn scan_log_records(view: &LogView, mut visit: impl FnMut(&RecordSummary)) -> Result<LogReport> {
     let store = view.store();
     let mut report = LogReport {
         entries: 0,

@@ -6,12 +6,14 @@
 //! - [`log_store`]: openraft's `RaftLogStorage` on sled.
 //! - [`snapshot`]: snapshot files (format, atomic write, fallback over broken files).
 //! - [`state_machine`]: openraft's `RaftStateMachine` over the book and snapshot files.
+//! - [`fsutil`]: durable writes (temp file, fsync, rename, fsync of the directory).
 //! - [`inspect`]: read-only functions behind `gavel log` and `gavel snapshot`.
 
 pub mod book;
 pub mod codec;
 pub mod command;
 pub mod error;
+pub mod fsutil;
 pub mod inspect;
 pub mod log_store;
 pub mod snapshot;

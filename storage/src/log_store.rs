@@ -14,6 +14,17 @@
 //! lose acknowledged entries or a vote. `append` writes the whole batch, makes it durable
 //! once, then calls openraft's callback: one flush per batch is what makes it fast.
 //!
+//! Power loss. sled writes a page larger than a quarter of its segment size to a file of
+//! its own under `blobs/`, which it never fsyncs; after a power cut that file is empty
+//! and sled 0.34.7 panics at open. So the log is opened with sled's largest segment
+//! ([`SEGMENT_SIZE_BYTES`], 16 MiB: pages up to ~4 MiB stay inline) and every entry is
+//! bounded ([`ENTRY_BYTES_MAX`]); a leaf holds at most ~20 items before it splits or
+//! after it merges, so no page can reach the blob threshold. Should a blob file ever
+//! appear anyway, it is fsynced (with its directory) inside the next flush, counted
+//! ([`LogStore::blob_files`]) and logged as a warning. sled's `conf` file and its
+//! directory are fsynced at open: sled writes them without. A panic inside sled while
+//! opening or reading the log becomes [`Error::Unopenable`], not an abort.
+//!
 //! Invariants: the log has no holes (`purge` persists `last_purged` before deleting, and
 //! deletes from the front; `truncate` deletes from the back); writes happen in call
 //! order (openraft holds `&mut self`). Every read checks the record's crc and that the
@@ -42,6 +53,19 @@ pub const META_COMMITTED: &[u8] = b"committed";
 pub const META_LAST_PURGED: &[u8] = b"last_purged";
 /// sled's one data file inside its directory (sled 0.34).
 const SLED_DATA_FILE: &str = "db";
+/// sled's configuration file (segment size, version), which sled writes without fsync.
+const SLED_CONF_FILE: &str = "conf";
+/// Where sled puts pages too large for a segment; never fsynced by sled.
+pub const SLED_BLOBS_DIR: &str = "blobs";
+/// sled's segment size: its largest (sled refuses more). A page bigger than a quarter of
+/// it minus a small header goes to a blob file; 16 MiB puts that at ~4 MiB. Fixed when a
+/// log is created (sled keeps it in `conf`).
+pub const SEGMENT_SIZE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest encoded log entry the store accepts. A sled leaf splits above 16 items and two
+/// small leaves merge below 4, so a page holds at most ~21 entries: 21 × 128 KiB ≈ 2.7 MiB,
+/// well under the ~4 MiB blob threshold of [`SEGMENT_SIZE_BYTES`]. Client writes are far
+/// smaller (group-commit entries stop at 64 KiB of commands).
+pub const ENTRY_BYTES_MAX: usize = 128 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct LogStoreOptions {
@@ -50,6 +74,9 @@ pub struct LogStoreOptions {
     pub fsync: bool,
     /// sled page cache size in bytes.
     pub cache_capacity_bytes: u64,
+    /// sled's segment size for a new log; tests lower it to provoke blob files.
+    #[doc(hidden)]
+    pub segment_size_bytes: usize,
 }
 
 impl Default for LogStoreOptions {
@@ -57,6 +84,7 @@ impl Default for LogStoreOptions {
         LogStoreOptions {
             fsync: true,
             cache_capacity_bytes: 64 * 1024 * 1024,
+            segment_size_bytes: SEGMENT_SIZE_BYTES,
         }
     }
 }
@@ -75,6 +103,12 @@ struct Inner {
     meta: sled::Tree,
     /// Open handle to sled's data file, for `fsync`; `None` when fsync is off.
     data_file: Option<File>,
+    /// Blob files already fsynced (see the module docs: there should be none).
+    synced_blobs: std::sync::Mutex<std::collections::BTreeSet<std::ffi::OsString>>,
+    /// Names in sled's directory when it was last fsynced. sled renames its own
+    /// page-table snapshot into place without a directory fsync; a flush that sees the
+    /// names changed fsyncs the directory.
+    synced_names: std::sync::Mutex<std::collections::BTreeSet<std::ffi::OsString>>,
 }
 
 impl Debug for LogStore {
@@ -99,33 +133,72 @@ fn index_of(key: &[u8], dir: &Path) -> Result<u64> {
 
 impl LogStore {
     /// Opens (or creates) the sled database in `dir` (normally `<data_dir>/sled`).
+    ///
+    /// A panic inside sled (as sled 0.34.7 does on a blob file emptied by a power cut) is
+    /// caught and returned as [`Error::Unopenable`].
     pub fn open(dir: impl AsRef<Path>, options: LogStoreOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).at(&dir)?;
-        let db = sled::Config::new()
+        crate::fsutil::create_dir_durably(&dir)?;
+        // A log keeps the segment size it was created with (sled refuses another).
+        let segment_size = match stored_segment_size(&dir) {
+            Some(stored) => {
+                if stored < SEGMENT_SIZE_BYTES {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        segment_size = stored,
+                        "this log was created with a small sled segment size: large pages may go \
+                         to blob files that a power cut can empty; re-create this node's data dir \
+                         (see the README, recovering a node from its peers)"
+                    );
+                }
+                stored
+            }
+            None => options.segment_size_bytes,
+        };
+        let config = sled::Config::new()
             .path(&dir)
             .cache_capacity(options.cache_capacity_bytes)
-            .open()?;
+            .segment_size(segment_size);
+        let db = catch_sled_panic(&dir, || config.open())??;
         let log = db.open_tree(LOG_TREE)?;
         let meta = db.open_tree(META_TREE)?;
+        // sled wrote `conf` (and perhaps created `db`, `blobs/`) without fsync: make them
+        // durable before anything depends on them.
+        for name in [SLED_CONF_FILE, SLED_DATA_FILE] {
+            let path = dir.join(name);
+            if path.exists() {
+                File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
+            }
+        }
+        crate::fsutil::sync_dir(&dir)?;
         let data_file = if options.fsync {
             let path = dir.join(SLED_DATA_FILE);
-            let file = File::open(&path).at(&path)?;
-            // The data file's directory entry must itself be durable once.
-            File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
-            Some(file)
+            Some(File::open(&path).at(&path)?)
         } else {
             None
         };
-        Ok(LogStore {
+        let store = LogStore {
             inner: Arc::new(Inner {
                 dir,
                 db,
                 log,
                 meta,
                 data_file,
+                synced_blobs: Default::default(),
+                synced_names: Default::default(),
             }),
-        })
+        };
+        if options.fsync {
+            store.inner.sync_blobs()?;
+            store.inner.sync_dir_if_changed()?;
+        }
+        Ok(store)
+    }
+
+    /// Number of files in sled's `blobs/` directory. Gavel bounds its pages so that there
+    /// are none; a non-zero count means that bound failed (see the module docs).
+    pub fn blob_files(&self) -> usize {
+        count_blob_files(&self.inner.dir)
     }
 
     pub fn dir(&self) -> &Path {
@@ -138,7 +211,15 @@ impl LogStore {
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for entry in entries {
-            batch.insert(&key(entry.log_id.index), encode_record(&entry)?);
+            let record = encode_record(&entry)?;
+            if record.len() > ENTRY_BYTES_MAX {
+                return Err(Error::InvalidInput(format!(
+                    "log entry {} is {} bytes encoded, over the {ENTRY_BYTES_MAX}-byte bound",
+                    entry.log_id.index,
+                    record.len()
+                )));
+            }
+            batch.insert(&key(entry.log_id.index), record);
             n += 1;
         }
         self.inner.log.apply_batch(batch)?;
@@ -188,6 +269,10 @@ impl LogStore {
     /// meta records; the first problem is an error naming the record. Run at start so a
     /// damaged log is refused before Raft reads from it. Returns the number of records.
     pub fn verify(&self) -> Result<u64> {
+        catch_sled_panic(&self.inner.dir, || self.verify_records())?
+    }
+
+    fn verify_records(&self) -> Result<u64> {
         self.read_vote()?;
         self.read_committed()?;
         self.read_last_purged()?;
@@ -309,11 +394,102 @@ impl Inner {
     fn sync_blocking(&self) -> Result<()> {
         self.db.flush()?;
         if let Some(file) = &self.data_file {
+            self.sync_blobs()?;
+            self.sync_dir_if_changed()?;
             // fdatasync: the data and the size needed to read it back, not timestamps.
             file.sync_data().at(&self.dir.join(SLED_DATA_FILE))?;
         }
         Ok(())
     }
+
+    /// fsyncs sled's directory if its entries changed since it was last fsynced.
+    fn sync_dir_if_changed(&self) -> Result<()> {
+        let names = std::fs::read_dir(&self.dir)
+            .at(&self.dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<std::collections::BTreeSet<_>>>()
+            .at(&self.dir)?;
+        let mut synced = self.synced_names.lock().expect("name set lock poisoned");
+        if *synced != names {
+            crate::fsutil::sync_dir(&self.dir)?;
+            *synced = names;
+        }
+        Ok(())
+    }
+
+    /// fsyncs blob files not yet fsynced, then their directory; warns about each one.
+    /// Normally `blobs/` is empty and this is one `readdir`.
+    fn sync_blobs(&self) -> Result<()> {
+        let blobs = self.dir.join(SLED_BLOBS_DIR);
+        let Ok(entries) = std::fs::read_dir(&blobs) else {
+            return Ok(());
+        };
+        let mut synced = self.synced_blobs.lock().expect("blob set lock poisoned");
+        let mut present = std::collections::BTreeSet::new();
+        let mut new = 0;
+        for entry in entries {
+            let entry = entry.at(&blobs)?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                let path = entry.path();
+                match File::open(&path).and_then(|f| f.sync_all()) {
+                    Ok(()) => {}
+                    // sled removed it meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(path, e)),
+                }
+                tracing::warn!(
+                    file = %path.display(),
+                    "sled wrote a page to a blob file, which Gavel's page bound should prevent; \
+                     fsynced it. Please report this with the output of `gavel log verify`"
+                );
+                new += 1;
+            }
+            present.insert(name);
+        }
+        if new > 0 {
+            crate::fsutil::sync_dir(&blobs)?;
+        }
+        *synced = present;
+        Ok(())
+    }
+}
+
+/// The segment size recorded in sled's `conf` file, if it is there and readable (sled
+/// rewrites an empty or damaged `conf` with the configured size).
+fn stored_segment_size(dir: &Path) -> Option<usize> {
+    let text = std::fs::read(dir.join(SLED_CONF_FILE)).ok()?;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|line| line.strip_prefix("segment_size: "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+fn count_blob_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(SLED_BLOBS_DIR))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+/// Runs `f`, turning a panic inside it (sled panics on some damaged files) into
+/// [`Error::Unopenable`]. The default panic message is kept off stderr meanwhile: the
+/// error says what happened.
+pub(crate) fn catch_sled_panic<T>(dir: &Path, f: impl FnOnce() -> T) -> Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|payload| {
+        let what = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Error::Unopenable {
+            dir: dir.to_path_buf(),
+            reason: format!("sled panicked: {what}"),
+        }
+    })
 }
 
 fn read_err(e: Error) -> StorageError {

@@ -1,0 +1,93 @@
+//! Durable file-system steps: what every file a node needs at start goes through.
+//!
+//! A power cut keeps only what was fsynced. A file written with a plain `write` may come
+//! back empty (its data was still in the page cache), and a file created or renamed
+//! without an fsync of its *directory* may not come back at all. So a file the node
+//! needs at start is written as: a temporary file beside it, `fsync` of that file,
+//! `rename` over the final name, `fsync` of the directory. After a cut the name holds
+//! either the old content or the new, never a torn or empty file. Directories are
+//! created the same way: each new directory's parent is fsynced so the entry survives.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::IoContext;
+use crate::Result;
+
+/// Suffix of the temporary file [`write_durably`] writes before renaming it.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+/// Replaces `path` with `bytes` atomically and durably (temp file, fsync, rename, fsync
+/// of the directory). The parent directory must exist.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_of(path);
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(TMP_SUFFIX);
+    let tmp = dir.join(tmp_name);
+    {
+        let mut f = File::create(&tmp).at(&tmp)?;
+        f.write_all(bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+    }
+    fs::rename(&tmp, path).at(path)?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory, so that entries created, renamed or removed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Creates `dir` and any missing parents, fsyncing the parent of every directory it
+/// created, so the whole path survives a power cut.
+pub fn create_dir_durably(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = parent_of(dir);
+    create_dir_durably(parent)?;
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        // Another process (or thread) created it meanwhile: fine, and still fsync below.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(crate::Error::io(dir, e)),
+    }
+    sync_dir(parent)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_durably_replaces_the_file_and_leaves_no_temp_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("node-id");
+        write_durably(&path, b"1\n").unwrap();
+        write_durably(&path, b"2\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"2\n");
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["node-id"]);
+    }
+
+    #[test]
+    fn create_dir_durably_makes_every_missing_level() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("a/b/c");
+        create_dir_durably(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_durably(&deep).unwrap();
+    }
+}
