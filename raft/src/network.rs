@@ -125,8 +125,8 @@ impl Peer {
             ))));
         }
         let bytes = response.bytes().await.map_err(|e| network(&e))?;
-        let (result, _): (Result<Resp, RaftError<u64, E>>, usize) =
-            bincode::serde::decode_from_slice(&bytes, bincode_config()).map_err(|e| network(&e))?;
+        let result: Result<Resp, RaftError<u64, E>> =
+            crate::rpc::decode_rpc(&bytes).map_err(|e| network(&io::Error::other(e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

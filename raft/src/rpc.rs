@@ -27,6 +27,25 @@ pub const RPC_VOTE_PATH: &str = "/raft/vote";
 pub const RPC_SNAPSHOT_PATH: &str = "/raft/snapshot";
 /// Largest RPC body accepted: a batch of entries or one snapshot chunk (3 MiB by default).
 pub const RPC_BODY_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Most bytes decoding one RPC body (or answer) may allocate; see
+/// `gavel_storage::decode_limited`. Strings count once, containers transiently.
+pub const RPC_DECODE_MAX_BYTES: usize = 2 * RPC_BODY_MAX_BYTES;
+
+/// Decodes an RPC body or answer (bincode, serde mode) within [`RPC_DECODE_MAX_BYTES`].
+pub fn decode_rpc<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    gavel_storage::decode_limited::<T, RPC_DECODE_MAX_BYTES>(bytes)
+        .map(|(value, _)| value)
+        .map_err(|e| e.to_string())
+}
+
+/// An RPC error answer: `{"error":{"code","message"}}`, like every other route.
+fn rpc_error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
 
 /// When this node last accepted an AppendEntries from a leader. openraft 0.9 restores
 /// `current_leader` from the stored vote at start, so "a leader is known" alone does not
@@ -82,7 +101,11 @@ pub fn router(raft: Raft, secret: Option<Arc<str>>, contact: Arc<LeaderContact>)
 async fn require_secret(State(secret): State<Option<Arc<str>>>, request: Request, next: Next) -> Response {
     if !secret_matches(secret.as_deref(), request.headers()) {
         tracing::warn!(path = %request.uri().path(), "node RPC refused: missing or wrong cluster secret");
-        return (StatusCode::UNAUTHORIZED, "missing or wrong cluster secret").into_response();
+        return rpc_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong cluster secret".into(),
+        );
     }
     next.run(request).await
 }
@@ -94,13 +117,23 @@ where
     Resp: Serialize,
     Fut: std::future::Future<Output = Resp>,
 {
-    let req = match bincode::serde::decode_from_slice(&body, bincode_config()) {
-        Ok((req, _)) => req,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("undecodable RPC body: {e}")).into_response(),
+    let req = match decode_rpc(&body) {
+        Ok(req) => req,
+        Err(e) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_rpc_body",
+                format!("undecodable RPC body: {e}"),
+            )
+        }
     };
     match bincode::serde::encode_to_vec(call(req).await, bincode_config()) {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encode RPC response: {e}")).into_response(),
+        Err(e) => rpc_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("encode RPC response: {e}"),
+        ),
     }
 }
 
@@ -121,6 +154,27 @@ async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
 
 async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
     handle(body, |req: InstallSnapshotRequest<TypeConfig>| async move {
+        // openraft writes a chunk at its offset into a buffer in memory: a chunk that
+        // would place bytes past the largest snapshot file is refused, not allocated.
+        let end = req.offset.checked_add(req.data.len() as u64);
+        if end.is_none_or(|end| end > gavel_storage::snapshot::SNAPSHOT_FILE_MAX_BYTES) {
+            tracing::warn!(
+                offset = req.offset,
+                "refused a snapshot chunk beyond the largest snapshot file"
+            );
+            return Err(openraft::error::RaftError::APIError(
+                openraft::error::InstallSnapshotError::SnapshotMismatch(openraft::error::SnapshotMismatch {
+                    expect: openraft::SnapshotSegmentId {
+                        id: req.meta.snapshot_id.clone(),
+                        offset: 0,
+                    },
+                    got: openraft::SnapshotSegmentId {
+                        id: req.meta.snapshot_id.clone(),
+                        offset: req.offset,
+                    },
+                }),
+            ));
+        }
         let result = s.raft.install_snapshot(req).await;
         if result.is_ok() {
             s.contact.touch();

@@ -303,7 +303,8 @@ impl AuctionBook {
     pub fn decode(bytes: &[u8]) -> crate::Result<Self> {
         let corrupt = |reason: String| crate::Error::corrupt("snapshot payload", reason);
         let (book, read): (AuctionBook, usize) =
-            bincode::serde::decode_from_slice(bytes, crate::bincode_config()).map_err(|e| corrupt(e.to_string()))?;
+            crate::decode_limited::<_, { crate::snapshot::SNAPSHOT_PAYLOAD_MAX_BYTES }>(bytes)
+                .map_err(|e| corrupt(e.to_string()))?;
         if read != bytes.len() {
             return Err(corrupt(format!("{} trailing bytes after the book", bytes.len() - read)));
         }

@@ -18,8 +18,12 @@ use crate::{bincode_config, Error, Result};
 
 /// Size of `len` + `crc`.
 pub const RECORD_HEADER_LEN: usize = 8;
-/// Largest payload we accept on read (a sanity bound against a garbage `len`).
-pub const RECORD_PAYLOAD_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Largest payload we accept on read (a sanity bound against a garbage `len`): log
+/// entries stop at `log_store::ENTRY_BYTES_MAX`, meta records are tiny.
+pub const RECORD_PAYLOAD_MAX_BYTES: usize = 1024 * 1024;
+/// Most bytes decoding one record may allocate (bincode counts strings and containers by
+/// their in-memory size; see [`crate::decode_limited`]).
+pub const RECORD_DECODE_MAX_BYTES: usize = 4 * RECORD_PAYLOAD_MAX_BYTES;
 
 /// Length of `value` encoded as one framed record, without encoding it into memory.
 pub fn encoded_record_len<T: Serialize>(value: &T) -> Result<usize> {
@@ -93,7 +97,7 @@ pub fn decode_record<T: DeserializeOwned>(bytes: &[u8], what: &dyn Fn() -> Strin
 
 /// Decodes bincode that must use every byte.
 pub fn decode_exact<T: DeserializeOwned>(payload: &[u8], what: &dyn Fn() -> String) -> Result<T> {
-    let (value, used) = bincode::serde::decode_from_slice(payload, bincode_config())
+    let (value, used) = crate::decode_limited::<T, RECORD_DECODE_MAX_BYTES>(payload)
         .map_err(|e| Error::corrupt(what(), format!("undecodable payload: {e}")))?;
     if used != payload.len() {
         return Err(Error::corrupt(

@@ -40,3 +40,16 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
+
+/// Decodes bincode written with [`bincode_config`], allocating at most `LIMIT` bytes.
+///
+/// Every decoder of bytes from outside the process (log records, snapshot files, RPC
+/// bodies) goes through this: bincode otherwise trusts a length prefix and allocates it
+/// before reading, so 9 bytes declaring a 2^62-byte string abort the process. With a
+/// limit, a container whose declared size would pass it is an error before any
+/// allocation. Returns the value and the number of bytes read.
+pub fn decode_limited<T: serde::de::DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> std::result::Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(bytes, bincode_config().with_limit::<LIMIT>())
+}

@@ -33,6 +33,11 @@ use crate::{bincode_config, Error, Result, SnapshotMeta};
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"GAVELSNP";
 pub const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+/// Largest snapshot payload (the encoded book) written or read; also the most decoding
+/// it may allocate. A file declaring more is refused before it is read into memory.
+pub const SNAPSHOT_PAYLOAD_MAX_BYTES: usize = 1024 * 1024 * 1024;
+/// Largest snapshot file: the payload and a header (meta: membership and ids).
+pub const SNAPSHOT_FILE_MAX_BYTES: u64 = SNAPSHOT_PAYLOAD_MAX_BYTES as u64 + 1024 * 1024;
 /// How many snapshot files a node keeps.
 pub const SNAPSHOTS_KEPT: usize = 3;
 pub const SNAPSHOT_SUFFIX: &str = ".snap";
@@ -59,6 +64,12 @@ impl SnapshotFile {
 
 /// Encodes a whole snapshot file.
 pub fn encode_snapshot(meta: &SnapshotMeta, payload: &[u8]) -> Result<Vec<u8>> {
+    if payload.len() > SNAPSHOT_PAYLOAD_MAX_BYTES {
+        return Err(Error::InvalidInput(format!(
+            "snapshot payload of {} bytes exceeds the {SNAPSHOT_PAYLOAD_MAX_BYTES}-byte limit",
+            payload.len()
+        )));
+    }
     let meta_bytes = bincode::serde::encode_to_vec(meta, bincode_config())?;
     let meta_len =
         u32::try_from(meta_bytes.len()).map_err(|_| Error::InvalidInput("snapshot meta too large".into()))?;
@@ -115,6 +126,11 @@ pub fn decode_snapshot(bytes: &[u8], what: &str) -> Result<SnapshotFile> {
     let meta_end = FIXED_BEFORE_META + meta_len;
     let meta: SnapshotMeta = decode_exact(&bytes[FIXED_BEFORE_META..meta_end], &|| format!("snapshot {what} meta"))?;
     let payload_len = u64::from_le_bytes(bytes[meta_end..meta_end + 8].try_into().expect("8 bytes"));
+    if payload_len > SNAPSHOT_PAYLOAD_MAX_BYTES as u64 {
+        return Err(corrupt(format!(
+            "payload length {payload_len} exceeds the {SNAPSHOT_PAYLOAD_MAX_BYTES}-byte limit"
+        )));
+    }
     let payload_crc = u32_at(meta_end + 8);
     let have = (bytes.len() - header_end) as u64;
     if have < payload_len {
@@ -169,6 +185,13 @@ pub fn parse_file_name(name: &str) -> Option<(u64, u64)> {
 
 /// Reads and checks one snapshot file.
 pub fn read_snapshot_file(path: &Path) -> Result<(Vec<u8>, SnapshotFile)> {
+    let len = fs::metadata(path).at(path)?.len();
+    if len > SNAPSHOT_FILE_MAX_BYTES {
+        return Err(Error::corrupt(
+            format!("snapshot {}", path.display()),
+            format!("{len} bytes, over the {SNAPSHOT_FILE_MAX_BYTES}-byte limit"),
+        ));
+    }
     let bytes = fs::read(path).at(path)?;
     let file = decode_snapshot(&bytes, &path.display().to_string())?;
     Ok((bytes, file))
