@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use gavel_api::state::{ApiConfig, NodeCore};
 use gavel_api::worker::WorkerConfig;
 use gavel_api::AppState;
 use gavel_raft::{HttpNetwork, Raft};
@@ -197,14 +198,18 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         broadcast,
     };
     let state = AppState::new(
-        config.cluster_name.clone(),
-        raft.clone(),
-        sm.clone(),
-        log.clone(),
-        secret,
+        NodeCore {
+            raft: raft.clone(),
+            sm: sm.clone(),
+            log: log.clone(),
+        },
+        ApiConfig {
+            cluster_name: config.cluster_name.clone(),
+            secret,
+            source_ip: config.source_ip,
+        },
         worker,
         udp,
-        config.source_ip,
     );
     let (datagram_tx, datagram_rx) = tokio::sync::mpsc::channel(gavel_api::subscriptions::DATAGRAM_REQUESTS_MAX);
     let receiver = tokio::spawn(gavel_api::udp::receive(udp_socket, udp_counters, datagram_tx));

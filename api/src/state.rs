@@ -59,17 +59,31 @@ impl Counters {
     }
 }
 
+/// The parts of a node the API serves from.
+pub struct NodeCore {
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    pub log: LogStore,
+}
+
+/// The API's settings.
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    pub cluster_name: String,
+    /// Cluster secret; `None` makes this a single-node deployment.
+    pub secret: Option<Arc<str>>,
+    /// Local address for connections to other nodes.
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
 impl AppState {
-    pub fn new(
-        cluster_name: String,
-        raft: Raft,
-        sm: StateMachineStore,
-        log: LogStore,
-        secret: Option<Arc<str>>,
-        worker: WorkerConfig,
-        udp: UdpSender,
-        source_ip: Option<std::net::IpAddr>,
-    ) -> Self {
+    pub fn new(core: NodeCore, config: ApiConfig, worker: WorkerConfig, udp: UdpSender) -> Self {
+        let NodeCore { raft, sm, log } = core;
+        let ApiConfig {
+            cluster_name,
+            secret,
+            source_ip,
+        } = config;
         let client = reqwest::Client::builder()
             .local_address(source_ip)
             .timeout(Duration::from_millis(FORWARD_TIMEOUT_MS))
