@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use crate::terminal::{safe, safe_json};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use comfy_table::{presets, Table};
@@ -237,7 +238,12 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| answer.body.to_string());
-        let mut line = format!("error [{code}] ({}): {message}", answer.status.as_u16());
+        let mut line = format!(
+            "error [{}] ({}): {}",
+            safe(code),
+            answer.status.as_u16(),
+            safe(&message)
+        );
         if let Some(min) = answer.body["error"]["min_next_bid"].as_u64() {
             line.push_str(&format!(" — the minimum next bid is {min}"));
         }
@@ -249,7 +255,7 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
         }));
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer.body)?);
+        println!("{}", safe_json(&answer.body));
         return Ok(ExitCode::SUCCESS);
     }
     match &args.command {
@@ -294,8 +300,9 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
                 "outbid by a proxy maximum"
             };
             println!(
-                "bid {} accepted for {bidder}: {verdict}; price {} (leader {}), minimum next bid {}, ends at {}{}",
+                "bid {} accepted for {}: {verdict}; price {} (leader {}), minimum next bid {}, ends at {}{}",
                 b["bid_id"],
+                safe(bidder),
                 b["price"],
                 text(&b["leader"]),
                 b["min_next_bid"],
@@ -313,11 +320,12 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A JSON value as table text; strings are made safe for a terminal.
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => safe(s),
+        other => safe(&other.to_string()),
     }
 }
 
@@ -337,7 +345,7 @@ fn auction_table(a: &Value) -> Table {
             .as_object()
             .map(|o| {
                 o.iter()
-                    .map(|(k, v)| format!("{k}={}", text(v)))
+                    .map(|(k, v)| format!("{}={}", safe(k), text(v)))
                     .collect::<Vec<_>>()
                     .join(" ")
             })

@@ -54,6 +54,41 @@ pub struct Config {
     /// fsync sled's data file after each flush (power-loss durability). Leave on.
     pub fsync: bool,
     pub raft: RaftTimings,
+    /// Bounds on client connections.
+    pub http: HttpLimits,
+}
+
+/// `[http]`: how many connections a node serves and how long it waits for slow ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// Connections served at once; one more is answered 503 `too_many_connections`.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (also the keep-alive timeout).
+    pub header_read_timeout_ms: u64,
+    /// A connection that moves no byte for this long is closed.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        let d = gavel_api::server::ServerLimits::default();
+        HttpLimits {
+            max_connections: d.max_connections,
+            header_read_timeout_ms: d.header_read_timeout.as_millis() as u64,
+            idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl HttpLimits {
+    pub fn to_server_limits(&self) -> gavel_api::server::ServerLimits {
+        gavel_api::server::ServerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -73,6 +108,7 @@ impl std::fmt::Debug for Config {
             .field("cluster_name", &self.cluster_name)
             .field("fsync", &self.fsync)
             .field("raft", &self.raft)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -95,6 +131,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             fsync: true,
             raft: RaftTimings::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -177,6 +214,18 @@ impl Config {
             bail!("cluster_name must not be empty");
         }
         self.raft.validate().map_err(anyhow::Error::msg)?;
+        if self.http.max_connections == 0 {
+            bail!("http.max_connections must be at least 1");
+        }
+        if self.http.header_read_timeout_ms == 0 || self.http.idle_timeout_ms == 0 {
+            bail!("http.header_read_timeout_ms and http.idle_timeout_ms must be > 0");
+        }
+        if self.http.idle_timeout_ms <= gavel_api::sse::KEEP_ALIVE_SECS * 1000 {
+            bail!(
+                "http.idle_timeout_ms must exceed the SSE keep-alive interval ({} s)",
+                gavel_api::sse::KEEP_ALIVE_SECS
+            );
+        }
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod config;
 mod node;
+mod terminal;
 mod tools;
 mod watch;
 

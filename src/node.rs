@@ -219,9 +219,11 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     ));
     let worker_task = tokio::spawn(gavel_api::worker::run_worker(state.clone(), stop.clone()));
     let reconciler = tokio::spawn(gavel_api::worker::run_reconciler(state.clone(), stop.clone()));
+    let limits = config.http.to_server_limits();
+    let connections = state.connections.clone();
     let app = gavel_api::router(state);
     let mut server_stop = stop.clone();
-    let server = tokio::spawn(gavel_api::serve(listener, app, async move {
+    let server = tokio::spawn(gavel_api::serve(listener, app, limits, connections, async move {
         let _ = server_stop.wait_for(|s| *s).await;
     }));
     tracing::info!(listen = %bound, advertise = %advertise, udp = %udp_addr, "serving HTTP API, node RPC and UDP");

@@ -8,6 +8,7 @@ use comfy_table::{presets, Table};
 use gavel_storage::inspect::{inspect_snapshot, scan_log, snapshot_files, LogReport, LogView, SnapshotReport};
 
 use crate::cli::{LogArgs, LogDumpArgs, SnapshotArgs};
+use crate::terminal::{safe, safe_json, safe_json_line};
 
 pub const EXIT_CORRUPT: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
@@ -33,7 +34,7 @@ fn report_errors(what: &str, errors: &[String]) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     for e in errors {
-        eprintln!("gavel: {e}");
+        eprintln!("gavel: {}", safe(e));
     }
     eprintln!("gavel: {what}: {} problem(s) found", errors.len());
     ExitCode::from(EXIT_CORRUPT)
@@ -50,7 +51,10 @@ pub fn log_dump(args: &LogDumpArgs) -> Result<ExitCode> {
         }
         printed += 1;
         if args.log.json {
-            println!("{}", serde_json::to_string(r).expect("record summary serialises"));
+            println!(
+                "{}",
+                safe_json_line(&serde_json::to_value(r).expect("record summary serialises"))
+            );
         } else {
             rows.add_row(vec![
                 r.index.to_string(),
@@ -59,7 +63,7 @@ pub fn log_dump(args: &LogDumpArgs) -> Result<ExitCode> {
                 r.kind.clone(),
                 r.ts_ms.map(|t| t.to_string()).unwrap_or_default(),
                 r.bytes.to_string(),
-                r.detail.clone(),
+                safe(&r.detail),
             ]);
         }
     })?;
@@ -76,7 +80,7 @@ pub fn log_verify(args: &LogArgs) -> Result<ExitCode> {
     let view = LogView::open(&args.data_dir)?;
     let report = scan_log(&view, |_| {})?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", safe_json(&serde_json::to_value(&report)?));
     } else {
         println!("{}", log_report_table(&report));
         if report.is_ok() {
@@ -167,7 +171,7 @@ pub fn snapshot_inspect(args: &SnapshotArgs) -> Result<ExitCode> {
     let files = snapshot_files(&args.path)?;
     let report = inspect_snapshot(&files[0])?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", safe_json(&serde_json::to_value(&report)?));
     } else {
         println!("{}", snapshot_table(&report));
     }
@@ -188,7 +192,7 @@ pub fn snapshot_verify(args: &SnapshotArgs) -> Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        println!("{}", safe_json(&serde_json::to_value(&results)?));
     } else {
         let mut t = table(&["file", "result"]);
         for r in &results {

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
+use crate::terminal::{safe, safe_json_line};
 use gavel_api::udp::{kind_name, EventFrame};
 
 #[derive(Debug, Args)]
@@ -77,11 +78,12 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     })
 }
 
+/// Prints one event: its JSON with `--json`, else `line`; never raw control characters.
 fn print(args: &WatchArgs, v: &Value, line: String) {
     if args.json {
-        println!("{v}");
+        println!("{}", safe_json_line(v));
     } else {
-        println!("{line}");
+        println!("{}", safe(&line));
     }
 }
 
@@ -101,7 +103,7 @@ async fn subscribe(http: &reqwest::Client, args: &WatchArgs, udp: &str) -> Resul
         let status = resp.status();
         bail!(
             "subscribing failed ({status}): {}",
-            resp.text().await.unwrap_or_default()
+            safe(&resp.text().await.unwrap_or_default())
         );
     }
     Ok(())
@@ -176,7 +178,7 @@ async fn watch_sse(args: &WatchArgs) -> Result<ExitCode> {
                 bail!(
                     "the node refused ({}): {}",
                     r.status(),
-                    r.text().await.unwrap_or_default()
+                    safe(&r.text().await.unwrap_or_default())
                 )
             }
             other => {
@@ -205,7 +207,7 @@ async fn watch_sse(args: &WatchArgs) -> Result<ExitCode> {
                     if !seq.accept(args.auction_id, s) {
                         continue;
                     }
-                    print(args, &v, format!("seq {s:>5}  {v}"));
+                    print(args, &v, format!("seq {s:>5}  {}", safe_json_line(&v)));
                     seen += 1;
                     if v.get("result").is_some()
                         || v.get("cancelled_by").is_some()

@@ -5,7 +5,8 @@
 //! committed result. Reads are linearizable by default (a read-index barrier on the
 //! leader; followers forward); `?consistency=stale` answers from this node at once.
 
-use axum::extract::{Path, Query, State};
+use crate::json::{ApiPath, ApiQuery};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -248,8 +249,8 @@ pub async fn read_barrier(
 
 pub async fn get(
     State(s): State<AppState>,
-    Path(id): Path<u64>,
-    Query(params): Query<ReadParams>,
+    ApiPath(id): ApiPath<u64>,
+    ApiQuery(params): ApiQuery<ReadParams>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
     if let Some(forwarded) = read_barrier(&s, params.consistency.as_deref(), &req).await? {
@@ -262,7 +263,7 @@ pub async fn get(
 
 pub async fn list(
     State(s): State<AppState>,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
     let status = match params.status.as_deref() {

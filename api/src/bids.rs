@@ -7,7 +7,8 @@
 //! up to `max_amount`). It is acknowledged only once committed on a majority and applied;
 //! the answer says who leads at what visible price. Maxima are never shown to anyone.
 
-use axum::extract::{Path, Query, State};
+use crate::json::{ApiPath, ApiQuery};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -30,7 +31,11 @@ struct PlaceBid {
     max_amount: Option<u64>,
 }
 
-pub async fn place_bid(State(s): State<AppState>, Path(id): Path<u64>, req: RawRequest) -> Result<Response, ApiError> {
+pub async fn place_bid(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
     let body: PlaceBid = parse_json(&req.body)?;
     if body.amount.is_none() && body.max_amount.is_none() {
         return Err(ApiError::BadRequest {
@@ -75,8 +80,8 @@ pub async fn place_bid(State(s): State<AppState>, Path(id): Path<u64>, req: RawR
 /// Bid history in commit order. Proxy maxima are not shown.
 pub async fn list_bids(
     State(s): State<AppState>,
-    Path(id): Path<u64>,
-    Query(params): Query<ReadParams>,
+    ApiPath(id): ApiPath<u64>,
+    ApiQuery(params): ApiQuery<ReadParams>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
     if let Some(forwarded) = read_barrier(&s, params.consistency.as_deref(), &req).await? {
@@ -108,7 +113,11 @@ struct BuyNow {
     buyer: String,
 }
 
-pub async fn buy_now(State(s): State<AppState>, Path(id): Path<u64>, req: RawRequest) -> Result<Response, ApiError> {
+pub async fn buy_now(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
     let body: BuyNow = parse_json(&req.body)?;
     let op = Op::BuyNow {
         auction_id: id,
@@ -125,7 +134,11 @@ struct Cancel {
 
 /// The seller may cancel before the first bid (`{"seller": "…"}`); an admin (the
 /// cluster secret as `Authorization: Bearer …`) any time before the end.
-pub async fn cancel(State(s): State<AppState>, Path(id): Path<u64>, req: RawRequest) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
     let body: Cancel = if req.body.iter().all(u8::is_ascii_whitespace) {
         Cancel::default()
     } else {

@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use crate::json::ApiPath;
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -181,7 +182,7 @@ pub async fn add_node(State(s): State<AppState>, req: RawRequest) -> Result<Resp
 
 pub async fn remove_node(
     State(s): State<AppState>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
     require_secret(&s, &req)?;
@@ -351,6 +352,27 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         let _ = writeln!(
             out,
             "gavel_udp_datagrams_total{{outcome=\"{what}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    let conns = &s.connections;
+    let _ = writeln!(
+        out,
+        "# HELP gavel_http_connections Client connections open now.\n# TYPE gavel_http_connections gauge\ngavel_http_connections {}",
+        conns.open.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gavel_http_connections_total Connections by what became of them.\n# TYPE gavel_http_connections_total counter"
+    );
+    for (what, v) in [
+        ("accepted", &conns.accepted),
+        ("refused", &conns.refused),
+        ("idle_closed", &conns.idle_closed),
+    ] {
+        let _ = writeln!(
+            out,
+            "gavel_http_connections_total{{outcome=\"{what}\"}} {}",
             v.load(Ordering::Relaxed)
         );
     }

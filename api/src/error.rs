@@ -37,6 +37,27 @@ pub enum ApiError {
     NoCapacity(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{method} is not allowed on this route")]
+    MethodNotAllowed { method: String },
+    #[error("the request target is longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error("the request headers exceed {limit_bytes} bytes or {limit_count} headers")]
+    HeadersTooLarge { limit_bytes: usize, limit_count: usize },
+    #[error("the request body did not arrive within {secs} s")]
+    RequestTimeout { secs: u64 },
+    /// This node was removed from the cluster (or never joined it).
+    #[error("{0}")]
+    NotAMember(String),
+    /// The disk holding the log is full; the message says what to do.
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// Any other error status (produced below the handlers), with its stable code.
+    #[error("{message}")]
+    Status {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -64,6 +85,40 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::NoCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            ApiError::HeadersTooLarge { .. } => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
+            ApiError::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::NotAMember(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_a_member"),
+            ApiError::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            ApiError::Status { status, code, .. } => (*status, code),
+        }
+    }
+
+    /// The error for a bare status produced outside the handlers (by axum or a layer),
+    /// so that every error a client sees is JSON with a stable code.
+    pub fn for_status(status: StatusCode) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "invalid_request",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::URI_TOO_LONG => "uri_too_long",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::INSUFFICIENT_STORAGE => "insufficient_storage",
+            s if s.is_server_error() => "internal",
+            _ => "http_error",
+        };
+        ApiError::Status {
+            status,
+            code,
+            message: status.canonical_reason().unwrap_or("error").to_lowercase(),
         }
     }
 }
@@ -80,7 +135,7 @@ pub fn rejection_status(r: &Rejection) -> StatusCode {
         | Rejection::AuctionClosed
         | Rejection::AuctionCancelled
         | Rejection::BidTooLow { .. }
-        | Rejection::MaxNotRaised { .. }
+        | Rejection::MaxNotRaised
         | Rejection::SellerCannotBid
         | Rejection::NotYetEnded { .. }
         | Rejection::HasBids
@@ -96,9 +151,7 @@ fn rejection_message(r: &Rejection) -> String {
         Rejection::AuctionClosed => "the auction has ended".into(),
         Rejection::AuctionCancelled => "the auction was cancelled".into(),
         Rejection::BidTooLow { min_next_bid } => format!("the bid must be at least {min_next_bid}"),
-        Rejection::MaxNotRaised { current_max } => {
-            format!("you lead already; a new maximum must exceed your current one ({current_max})")
-        }
+        Rejection::MaxNotRaised => "you lead already; a new maximum must exceed your current one".into(),
         Rejection::SellerCannotBid => "the seller cannot bid on their own auction".into(),
         Rejection::InvalidAmount { reason } | Rejection::InvalidInput { reason } => reason.clone(),
         Rejection::NotYetEnded { .. } => "the auction has not reached its end".into(),
@@ -153,12 +206,15 @@ impl IntoResponse for ApiError {
         error.insert("message".into(), json!(self.to_string()));
         match &self {
             ApiError::Rejected(r) => error.extend(rejection_details(r)),
-            ApiError::PayloadTooLarge { limit } => {
+            ApiError::PayloadTooLarge { limit } | ApiError::UriTooLong { limit } => {
                 error.insert("limit_bytes".into(), json!(limit));
             }
             _ => {}
         }
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        if status.is_server_error()
+            && status != StatusCode::SERVICE_UNAVAILABLE
+            && status != StatusCode::INSUFFICIENT_STORAGE
+        {
             tracing::error!(%status, error = %self, "request failed");
         }
         let body = axum::Json(json!({ "error": error }));

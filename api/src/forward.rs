@@ -18,6 +18,8 @@ use crate::state::AppState;
 pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-gavel-forwarded-by");
 /// Largest request body a client may send.
 pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
+/// A request body must arrive whole within this (slow senders get 408).
+pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
 
 /// Headers worth carrying to the leader.
 const FORWARDED_HEADERS: [HeaderName; 4] = [
@@ -40,8 +42,12 @@ impl<S: Send + Sync> FromRequest<S> for RawRequest {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, REQUEST_BODY_MAX_BYTES)
+        let read = axum::body::to_bytes(body, REQUEST_BODY_MAX_BYTES);
+        let body = tokio::time::timeout(std::time::Duration::from_millis(BODY_READ_TIMEOUT_MS), read)
             .await
+            .map_err(|_| ApiError::RequestTimeout {
+                secs: BODY_READ_TIMEOUT_MS / 1000,
+            })?
             .map_err(|_| ApiError::PayloadTooLarge {
                 limit: REQUEST_BODY_MAX_BYTES,
             })?;

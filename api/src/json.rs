@@ -5,6 +5,8 @@
 //! negatives, overflow), `invalid_input` for everything else (unknown fields, wrong
 //! types, missing fields).
 
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -55,6 +57,35 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         ApiError::BadRequest { code, message }
     })?;
     Ok(value)
+}
+
+/// Path parameters, like axum's `Path`, whose rejection is a JSON 400 `invalid_input`
+/// (`/v1/auctions/abc` names the bad segment) instead of plain text.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(ApiError::invalid(format!("path: {}", rejection.body_text()))),
+        }
+    }
+}
+
+/// The query string, like axum's `Query`, whose rejection is a JSON 400 `invalid_input`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::invalid(format!("query: {}", rejection.body_text()))),
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod error;
 pub mod forward;
 pub mod json;
+pub mod server;
 pub mod sse;
 pub mod state;
 pub mod subscriptions;
@@ -21,7 +22,9 @@ pub mod workers_api;
 use std::future::Future;
 
 use axum::extract::{Request, State};
+use axum::http::{header, Method};
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -64,6 +67,9 @@ pub fn router(state: AppState) -> Router {
         state.secret.clone(),
         state.leader_contact.clone(),
     ))
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(middleware::from_fn(json_errors))
+    .layer(middleware::from_fn(request_limits))
 }
 
 async fn not_found() -> ApiError {
@@ -73,18 +79,73 @@ async fn not_found() -> ApiError {
     }
 }
 
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+    }
+}
+
 async fn count_responses(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     s.counters.count_status(resp.status().as_u16());
     resp
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting and
-/// waits for in-flight requests to finish.
+/// Refuses request targets and header sections over the limits with a JSON 414/431
+/// (hyper's own limits sit above these; see [`server`]).
+async fn request_limits(req: Request, next: Next) -> Response {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > server::URI_MAX_BYTES {
+        return ApiError::UriTooLong {
+            limit: server::URI_MAX_BYTES,
+        }
+        .into_response();
+    }
+    let headers = req.headers();
+    let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if headers.len() > server::HEADERS_MAX || header_bytes > server::HEADER_SECTION_MAX_BYTES {
+        return ApiError::HeadersTooLarge {
+            limit_bytes: server::HEADER_SECTION_MAX_BYTES,
+            limit_count: server::HEADERS_MAX,
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Every error a client sees is JSON: an error status produced below the handlers (an
+/// extractor, a layer) without a JSON body gets the standard body for its status.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let mut fixed = ApiError::for_status(status).into_response();
+    for name in [header::RETRY_AFTER, header::ALLOW] {
+        if let Some(v) = resp.headers().get(&name) {
+            fixed.headers_mut().insert(name, v.clone());
+        }
+    }
+    fixed
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves; then stops
+/// accepting and waits for in-flight requests to finish. See [`server`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: server::ServerLimits,
+    counters: std::sync::Arc<server::ConnectionCounters>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    server::serve(listener, router, limits, counters, shutdown).await
 }

@@ -11,7 +11,8 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use crate::json::{ApiPath, ApiQuery};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -107,8 +108,8 @@ impl Feed {
 
 pub async fn events(
     State(s): State<AppState>,
-    Path(id): Path<u64>,
-    Query(params): Query<EventParams>,
+    ApiPath(id): ApiPath<u64>,
+    ApiQuery(params): ApiQuery<EventParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let from_header = match headers.get("last-event-id") {

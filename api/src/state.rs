@@ -30,6 +30,8 @@ pub struct Inner {
     pub secret: Option<Arc<str>>,
     pub client: reqwest::Client,
     pub counters: Counters,
+    /// Connection counters of the HTTP server.
+    pub connections: Arc<crate::server::ConnectionCounters>,
     /// When a leader last reached this node (see `gavel_raft::rpc::LeaderContact`).
     pub leader_contact: Arc<LeaderContact>,
     pub worker: WorkerConfig,
@@ -102,6 +104,7 @@ impl AppState {
             secret,
             client,
             counters: Counters::default(),
+            connections: Arc::default(),
             leader_contact: Arc::new(LeaderContact::default()),
             registry: Registry::new(worker.grace),
             worker,

@@ -8,7 +8,8 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{Path, State};
+use crate::json::ApiPath;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -42,7 +43,11 @@ struct Unsubscribe {
     udp: String,
 }
 
-pub async fn subscribe(State(s): State<AppState>, Path(id): Path<u64>, req: RawRequest) -> Result<Response, ApiError> {
+pub async fn subscribe(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
     let body: Subscribe = parse_json(&req.body)?;
     let op = Op::Subscribe {
         auction_id: id,
@@ -68,7 +73,7 @@ pub async fn subscribe(State(s): State<AppState>, Path(id): Path<u64>, req: RawR
 
 pub async fn unsubscribe(
     State(s): State<AppState>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
     let body: Unsubscribe = parse_json(&req.body)?;

@@ -242,10 +242,9 @@ pub enum Rejection {
     BidTooLow {
         min_next_bid: Money,
     },
-    /// The current leader tried to lower or keep their maximum.
-    MaxNotRaised {
-        current_max: Money,
-    },
+    /// The current leader tried to lower or keep their maximum. The maximum itself is
+    /// never part of any answer.
+    MaxNotRaised,
     SellerCannotBid,
     /// Amount zero, `amount > max_amount`, neither given, or arithmetic overflow.
     InvalidAmount {
@@ -287,7 +286,7 @@ impl Rejection {
             Rejection::AuctionClosed => "auction_closed",
             Rejection::AuctionCancelled => "auction_cancelled",
             Rejection::BidTooLow { .. } => "bid_too_low",
-            Rejection::MaxNotRaised { .. } => "max_not_raised",
+            Rejection::MaxNotRaised => "max_not_raised",
             Rejection::SellerCannotBid => "seller_cannot_bid",
             Rejection::InvalidAmount { .. } => "invalid_amount",
             Rejection::InvalidInput { .. } => "invalid_input",

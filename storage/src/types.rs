@@ -22,8 +22,78 @@ pub const NAME_MAX_BYTES: usize = 128;
 pub const TITLE_MAX_BYTES: usize = 256;
 /// Most bands an [`IncrementRule::Table`] may have.
 pub const INCREMENT_BANDS_MAX: usize = 64;
-/// Longest an auction may run, `ends_at - starts_at`, in milliseconds (365 days).
+/// Longest an auction may run, `ends_at - starts_at`, in milliseconds (365 days). Soft
+/// close never extends an auction past `starts_at` + this.
 pub const AUCTION_DURATION_MAX_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+/// Furthest ahead an auction may start, from the time it is created (365 days).
+pub const START_AHEAD_MAX_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+/// Largest amount of money anywhere (prices, increments, reserves, bids, maxima): 10^15
+/// minor units. Sums of two amounts cannot overflow, and every amount is exact in a
+/// JSON number read as an IEEE double (JavaScript).
+pub const AMOUNT_MAX: Money = 1_000_000_000_000_000;
+/// Soft close bounds: the window and the extension at most a day, at most 1000 extensions.
+pub const SOFT_CLOSE_WINDOW_MAX_SECS: u32 = 24 * 60 * 60;
+pub const SOFT_CLOSE_EXTEND_MAX_SECS: u32 = 24 * 60 * 60;
+pub const SOFT_CLOSE_EXTENSIONS_MAX: u32 = 1_000;
+
+/// Characters no name or title may hold: C0/C1 controls (NUL, ESC, newline, DEL, …),
+/// which terminals and logs act on, and the Unicode bidirectional controls, which make
+/// text display in another order than it is stored.
+fn is_forbidden_in_text(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters a name may not hold beyond those of [`is_forbidden_in_text`]: invisible
+/// ones (zero-width spaces and joiners, word joiner, byte-order mark), with which two
+/// names look the same.
+fn is_forbidden_in_name(c: char) -> bool {
+    is_forbidden_in_text(c) || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
+/// Checks a seller, bidder or buyer name: not empty, at most [`NAME_MAX_BYTES`], no
+/// control, bidirectional or invisible characters, no surrounding whitespace.
+pub fn check_name(field: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{field} must not be empty"));
+    }
+    if name.len() > NAME_MAX_BYTES {
+        return Err(format!("{field} is longer than {NAME_MAX_BYTES} bytes"));
+    }
+    if let Some(c) = name.chars().find(|c| is_forbidden_in_name(*c)) {
+        return Err(format!(
+            "{field} contains the control or invisible character U+{:04X}",
+            u32::from(c)
+        ));
+    }
+    if name.trim() != name {
+        return Err(format!("{field} must not start or end with whitespace"));
+    }
+    Ok(())
+}
+
+/// Checks a title: not empty, at most [`TITLE_MAX_BYTES`], no control or bidirectional
+/// characters.
+pub fn check_title(title: &str) -> Result<(), String> {
+    if title.trim().is_empty() {
+        return Err("title must not be empty".into());
+    }
+    if title.len() > TITLE_MAX_BYTES {
+        return Err(format!("title is longer than {TITLE_MAX_BYTES} bytes"));
+    }
+    if let Some(c) = title.chars().find(|c| is_forbidden_in_text(*c)) {
+        return Err(format!("title contains the control character U+{:04X}", u32::from(c)));
+    }
+    Ok(())
+}
+
+/// Checks an amount of money against [`AMOUNT_MAX`].
+pub fn check_amount(field: &str, amount: Money) -> Result<(), String> {
+    if amount > AMOUNT_MAX {
+        return Err(format!("{field} must be at most {AMOUNT_MAX}"));
+    }
+    Ok(())
+}
 
 /// How much a new bid must exceed the current price by.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +127,7 @@ impl IncrementRule {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             IncrementRule::Fixed(0) => Err("increment must be greater than 0".into()),
-            IncrementRule::Fixed(_) => Ok(()),
+            IncrementRule::Fixed(step) => check_amount("increment", *step),
             IncrementRule::Table(bands) => {
                 let Some(first) = bands.first() else {
                     return Err("increment table must have at least one band".into());
@@ -73,6 +143,10 @@ impl IncrementRule {
                 }
                 if bands.iter().any(|band| band.increment == 0) {
                     return Err("every increment must be greater than 0".into());
+                }
+                for band in bands {
+                    check_amount("increment.from", band.from)?;
+                    check_amount("increment.increment", band.increment)?;
                 }
                 Ok(())
             }
@@ -116,20 +190,19 @@ impl AuctionSpec {
     /// (the book also rejects an `ends_at` that has already passed). The error is a
     /// human-readable reason for `Rejection::InvalidInput`.
     pub fn validate(&self) -> Result<(), String> {
-        if self.seller.is_empty() {
-            return Err("seller must not be empty".into());
-        }
-        if self.seller.len() > NAME_MAX_BYTES {
-            return Err(format!("seller is longer than {NAME_MAX_BYTES} bytes"));
-        }
-        if self.title.is_empty() {
-            return Err("title must not be empty".into());
-        }
-        if self.title.len() > TITLE_MAX_BYTES {
-            return Err(format!("title is longer than {TITLE_MAX_BYTES} bytes"));
-        }
+        check_name("seller", &self.seller)?;
+        check_title(&self.title)?;
         if self.starting_price == 0 {
             return Err("starting_price must be at least 1".into());
+        }
+        check_amount("starting_price", self.starting_price)?;
+        for (field, amount) in [
+            ("reserve_price", self.reserve_price),
+            ("buy_now_price", self.buy_now_price),
+        ] {
+            if let Some(amount) = amount {
+                check_amount(field, amount)?;
+            }
         }
         self.increment.validate()?;
         if self.ends_at_ms <= self.starts_at_ms {
@@ -157,6 +230,21 @@ impl AuctionSpec {
             }
             if soft_close.extend_secs == 0 {
                 return Err("soft_close.extend_secs must be greater than 0".into());
+            }
+            if soft_close.window_secs > SOFT_CLOSE_WINDOW_MAX_SECS {
+                return Err(format!(
+                    "soft_close.window_secs must be at most {SOFT_CLOSE_WINDOW_MAX_SECS}"
+                ));
+            }
+            if soft_close.extend_secs > SOFT_CLOSE_EXTEND_MAX_SECS {
+                return Err(format!(
+                    "soft_close.extend_secs must be at most {SOFT_CLOSE_EXTEND_MAX_SECS}"
+                ));
+            }
+            if soft_close.max_extensions > SOFT_CLOSE_EXTENSIONS_MAX {
+                return Err(format!(
+                    "soft_close.max_extensions must be at most {SOFT_CLOSE_EXTENSIONS_MAX}"
+                ));
             }
         }
         Ok(())

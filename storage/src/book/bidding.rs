@@ -7,7 +7,10 @@
 use super::lifecycle::{check_biddable, check_party};
 use super::AuctionBook;
 use crate::command::{BidAccepted, Rejection, Response};
-use crate::types::{Auction, AuctionEvent, AuctionId, BidRecord, EventKind, Leader, Money, TimestampMs};
+use crate::types::{
+    check_amount, Auction, AuctionEvent, AuctionId, BidRecord, EventKind, Leader, Money, TimestampMs,
+    AUCTION_DURATION_MAX_MS,
+};
 
 /// What an accepted bid does to an auction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,11 @@ pub(super) fn plan_bid(
         (Some(amount), Some(max)) if amount > max => return Err(invalid("amount is greater than max_amount")),
         _ => {}
     }
+    for (field, value) in [("amount", amount), ("max_amount", max_amount)] {
+        if let Some(value) = value {
+            check_amount(field, value).map_err(|reason| Rejection::InvalidAmount { reason })?;
+        }
+    }
     let increment = &auction.spec.increment;
     let reserve = auction.spec.reserve_price;
     // Once the leader's maximum covers the reserve, the price is at least the reserve.
@@ -53,9 +61,8 @@ pub(super) fn plan_bid(
         // The leader raises their own maximum; what they bid in the open is irrelevant.
         let max = max_amount.or(amount).unwrap_or(0);
         if max <= leader.max_amount {
-            return Err(Rejection::MaxNotRaised {
-                current_max: leader.max_amount,
-            });
+            // Never says what the maximum is: the caller's identity is not proven here.
+            return Err(Rejection::MaxNotRaised);
         }
         let price = with_reserve(auction.price, max);
         return Ok(BidPlan {
@@ -189,7 +196,11 @@ impl AuctionBook {
             return;
         };
         let window_ms = u64::from(soft_close.window_secs) * 1000;
-        let extended_ms = now.saturating_add(u64::from(soft_close.extend_secs) * 1000);
+        // Never past the longest an auction may run.
+        let latest_end_ms = auction.spec.starts_at_ms.saturating_add(AUCTION_DURATION_MAX_MS);
+        let extended_ms = now
+            .saturating_add(u64::from(soft_close.extend_secs) * 1000)
+            .min(latest_end_ms);
         if auction.ends_at_ms.saturating_sub(now) > window_ms
             || auction.extensions >= soft_close.max_extensions
             || extended_ms <= auction.ends_at_ms

@@ -5,8 +5,8 @@
 use super::{check_not_final, AuctionBook};
 use crate::command::{Rejection, Response};
 use crate::types::{
-    Actor, Auction, AuctionEvent, AuctionId, AuctionSpec, AuctionStatus, EventKind, NodeId, Outcome, TimestampMs,
-    NAME_MAX_BYTES,
+    check_name, Actor, Auction, AuctionEvent, AuctionId, AuctionSpec, AuctionStatus, EventKind, NodeId, Outcome,
+    TimestampMs, START_AHEAD_MAX_MS,
 };
 
 impl AuctionBook {
@@ -20,6 +20,14 @@ impl AuctionBook {
         if spec.ends_at_ms <= now {
             return Err(Rejection::InvalidInput {
                 reason: "ends_at is in the past".into(),
+            });
+        }
+        if spec.starts_at_ms > now.saturating_add(START_AHEAD_MAX_MS) {
+            return Err(Rejection::InvalidInput {
+                reason: format!(
+                    "starts_at may be at most {} days ahead",
+                    START_AHEAD_MAX_MS / (24 * 60 * 60 * 1000)
+                ),
             });
         }
         if let Some(node_id) = worker {
@@ -219,18 +227,9 @@ pub(super) fn check_biddable(auction: &Auction, now: TimestampMs) -> Result<(), 
     Ok(())
 }
 
-/// A bidder or buyer name: non-empty, at most [`NAME_MAX_BYTES`], not the seller.
+/// A bidder or buyer name: valid ([`check_name`]) and not the seller.
 pub(super) fn check_party(auction: &Auction, name: &str, role: &str) -> Result<(), Rejection> {
-    if name.is_empty() {
-        return Err(Rejection::InvalidInput {
-            reason: format!("{role} must not be empty"),
-        });
-    }
-    if name.len() > NAME_MAX_BYTES {
-        return Err(Rejection::InvalidInput {
-            reason: format!("{role} is longer than {NAME_MAX_BYTES} bytes"),
-        });
-    }
+    check_name(role, name).map_err(|reason| Rejection::InvalidInput { reason })?;
     if name == auction.spec.seller {
         return Err(Rejection::SellerCannotBid);
     }

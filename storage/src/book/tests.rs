@@ -3,7 +3,9 @@
 //! nothing but `last_ts_ms` (and the idempotency table, for keyed commands).
 
 use super::*;
-use crate::types::{Actor, AuctionSpec, IncrementBand, IncrementRule, Leader, Outcome, SoftClose};
+use crate::types::{
+    Actor, AuctionSpec, IncrementBand, IncrementRule, Leader, Outcome, SoftClose, AUCTION_DURATION_MAX_MS,
+};
 
 const SELLER: &str = "sam";
 const STARTS: TimestampMs = 10_000;
@@ -465,11 +467,7 @@ fn every_rejection_reachable_through_apply() {
                 at(STARTS, create(spec()), Want::Created(1)),
                 at(STARTS, proxy(1, "alice", 500), Want::Ok),
             ],
-            at(
-                STARTS,
-                proxy(1, "alice", 500),
-                Want::Reject(Rejection::MaxNotRaised { current_max: 500 }),
-            ),
+            at(STARTS, proxy(1, "alice", 500), Want::Reject(Rejection::MaxNotRaised)),
         ),
         (
             "leader lowers their max",
@@ -477,11 +475,7 @@ fn every_rejection_reachable_through_apply() {
                 at(STARTS, create(spec()), Want::Created(1)),
                 at(STARTS, proxy(1, "alice", 500), Want::Ok),
             ],
-            at(
-                STARTS,
-                bid(1, "alice", 400),
-                Want::Reject(Rejection::MaxNotRaised { current_max: 500 }),
-            ),
+            at(STARTS, bid(1, "alice", 400), Want::Reject(Rejection::MaxNotRaised)),
         ),
         (
             "seller bids",
@@ -527,16 +521,91 @@ fn every_rejection_reachable_through_apply() {
             at(STARTS, bid_up_to(1, "alice", 300, 200), Want::Code("invalid_amount")),
         ),
         (
-            "minimum next bid overflows",
-            vec![
-                at(
-                    STARTS,
-                    create(with(|s| s.starting_price = u64::MAX - 5)),
-                    Want::Created(1),
-                ),
-                at(STARTS, bid(1, "alice", u64::MAX - 5), Want::Ok),
-            ],
-            at(STARTS, bid(1, "bob", u64::MAX), Want::Code("invalid_amount")),
+            "a bid over the amount cap",
+            vec![at(STARTS, create(spec()), Want::Created(1))],
+            at(
+                STARTS,
+                bid(1, "bob", crate::types::AMOUNT_MAX + 1),
+                Want::Code("invalid_amount"),
+            ),
+        ),
+        (
+            "a maximum over the amount cap",
+            vec![at(STARTS, create(spec()), Want::Created(1))],
+            at(STARTS, proxy(1, "bob", u64::MAX), Want::Code("invalid_amount")),
+        ),
+        (
+            "a starting price over the amount cap",
+            vec![],
+            at(
+                STARTS,
+                create(with(|s| s.starting_price = u64::MAX - 5)),
+                Want::Code("invalid_input"),
+            ),
+        ),
+        (
+            "an increment over the amount cap",
+            vec![],
+            at(
+                STARTS,
+                create(with(|s| s.increment = IncrementRule::Fixed(u64::MAX))),
+                Want::Code("invalid_input"),
+            ),
+        ),
+        (
+            "a start more than a year ahead",
+            vec![],
+            at(
+                STARTS,
+                create(with(|s| {
+                    s.starts_at_ms = STARTS + crate::types::START_AHEAD_MAX_MS + 1;
+                    s.ends_at_ms = s.starts_at_ms + 1000;
+                })),
+                Want::Code("invalid_input"),
+            ),
+        ),
+        (
+            "an extension longer than a day",
+            vec![],
+            at(
+                STARTS,
+                create(with(|s| {
+                    s.soft_close = Some(SoftClose {
+                        window_secs: 10,
+                        extend_secs: u32::MAX,
+                        max_extensions: 3,
+                    })
+                })),
+                Want::Code("invalid_input"),
+            ),
+        ),
+        (
+            "a bidder name with an escape character",
+            vec![at(STARTS, create(spec()), Want::Created(1))],
+            at(STARTS, bid(1, "ann\u{1b}[2J", 100), Want::Code("invalid_input")),
+        ),
+        (
+            "a bidder name with a bidi override",
+            vec![at(STARTS, create(spec()), Want::Created(1))],
+            at(STARTS, bid(1, "\u{202E}nna", 100), Want::Code("invalid_input")),
+        ),
+        (
+            "a seller name with a zero-width space",
+            vec![],
+            at(
+                STARTS,
+                create(with(|s| s.seller = "sam\u{200B}".into())),
+                Want::Code("invalid_input"),
+            ),
+        ),
+        (
+            "a title with NUL",
+            vec![],
+            at(
+                STARTS,
+                create(with(|s| s.title = "lamp\0".into())),
+                Want::Code("invalid_input"),
+            ),
         ),
         (
             "empty bidder",
@@ -1236,6 +1305,39 @@ fn soft_close_never_moves_the_end_earlier() {
         }
     );
     assert_eq!(book.auction(1).unwrap().ends_at_ms, ENDS + 5_000);
+}
+
+#[test]
+fn soft_close_never_extends_past_the_longest_auction() {
+    // A year-long auction (the cap) with hour-long extensions: a bid in its last minute
+    // may extend it only up to starts_at + 365 days, and a bid at that point not at all.
+    let last = STARTS + AUCTION_DURATION_MAX_MS;
+    let soft = SoftClose {
+        window_secs: 120,
+        extend_secs: 3_600,
+        max_extensions: 10,
+    };
+    let (book, responses) = run(vec![
+        at(
+            STARTS,
+            create(with(|s| {
+                s.ends_at_ms = last - 60_000;
+                s.soft_close = Some(soft);
+            })),
+            Want::Created(1),
+        ),
+        at(last - 90_000, bid(1, "alice", 100), Want::Ok),
+        at(last - 10_000, bid(1, "bob", 110), Want::Ok),
+    ]);
+    assert_eq!(
+        kinds(&responses[1])[1],
+        EventKind::Extended {
+            ends_at_ms: last,
+            extensions: 1
+        }
+    );
+    assert_eq!(responses[2].events().len(), 1, "no extension past the cap");
+    assert_eq!(book.auction(1).unwrap().ends_at_ms, last);
 }
 
 #[test]
