@@ -144,6 +144,9 @@ pub async fn propose(
     req: &RawRequest,
     build: impl FnOnce(u64) -> Result<Op, ApiError>,
 ) -> Result<Result<BookResponse, Response>, ApiError> {
+    if let Some(problem) = s.stopped() {
+        return Err(problem);
+    }
     // Only the leader builds commands: it stamps the time and knows worker liveness.
     if s.raft.metrics().borrow().state != openraft::ServerState::Leader {
         return Ok(Err(forward(s, cluster::leader(&s.raft), req).await));
@@ -154,7 +157,7 @@ pub async fn propose(
         Ok((_, BookResponse::Rejected(r))) => Err(ApiError::Rejected(r)),
         Ok((_, resp)) => Ok(Ok(resp)),
         Err(ClusterError::NotLeader { leader }) => Ok(Err(forward(s, leader, req).await)),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(s.stopped().unwrap_or_else(|| e.into())),
     }
 }
 

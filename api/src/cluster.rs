@@ -27,8 +27,23 @@ use crate::state::AppState;
 /// How long `POST /v1/admin/snapshot` waits for the snapshot to be written.
 pub const SNAPSHOT_WAIT_MS: u64 = 30_000;
 
-pub async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// 200 while the process can do its job; 503 once its Raft core has stopped (a full
+/// disk, a storage error), so that a supervisor notices and restarts it.
+pub async fn health(State(s): State<AppState>) -> Response {
+    match s.stopped() {
+        None => Json(json!({ "status": "ok" })).into_response(),
+        Some(problem) => {
+            let (status, code) = problem.status_and_code();
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "stopped",
+                    "error": { "code": code, "message": problem.to_string(), "status": status.as_u16() },
+                })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Ready when a live leader is known and everything this node knows to be committed is
@@ -45,7 +60,7 @@ pub async fn ready(State(s): State<AppState>) -> Response {
         ServerState::Leader => recent(m.millis_since_quorum_ack),
         _ => recent(s.leader_contact.elapsed_ms()),
     };
-    let has_leader = m.current_leader.is_some() && leader_alive;
+    let has_leader = m.current_leader.is_some() && leader_alive && m.running_state.is_ok();
     let caught_up = applied >= committed;
     let body = json!({
         "ready": has_leader && caught_up,

@@ -10,6 +10,7 @@ use gavel_raft::rpc::LeaderContact;
 use gavel_raft::Raft;
 use gavel_storage::{LogStore, StateMachineStore};
 
+use crate::error::ApiError;
 use crate::udp::UdpSender;
 use crate::worker::{Registry, WorkerConfig};
 
@@ -111,6 +112,25 @@ impl AppState {
             udp,
             proposer,
         }))
+    }
+
+    /// Why this node cannot take part in writes at all, if it cannot: its Raft core has
+    /// stopped (a full disk: 507 `insufficient_storage`; anything else: 503).
+    pub fn stopped(&self) -> Option<ApiError> {
+        let fatal = match &self.raft.metrics().borrow().running_state {
+            Ok(()) => return None,
+            Err(fatal) => fatal.to_string(),
+        };
+        if self.log.disk_full() || self.sm.disk_full() {
+            return Some(ApiError::InsufficientStorage(
+                "this node's disk is full and its Raft core has stopped; the operator must free \
+                 space and restart it. Retry on another node"
+                    .into(),
+            ));
+        }
+        Some(ApiError::Unavailable(format!(
+            "this node's Raft core has stopped ({fatal}); it must be restarted. Retry on another node"
+        )))
     }
 
     /// The address peers and clients use to reach this node.

@@ -36,6 +36,10 @@ pub enum Error {
     #[error("the log in {} cannot be opened: {reason}", dir.display())]
     Unopenable { dir: PathBuf, reason: String },
 
+    /// Not enough free space to write something safely; nothing was written.
+    #[error("not enough free space in {}: {needed} bytes needed, {available} available", path.display())]
+    DiskFull { path: PathBuf, needed: u64, available: u64 },
+
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
 
@@ -48,6 +52,16 @@ impl Error {
         Error::Corrupt {
             what: what.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// Whether this is the disk (or a quota) being full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => crate::fsutil::is_disk_full(source),
+            Error::Sled(sled::Error::Io(e)) => crate::fsutil::is_disk_full(e),
+            Error::DiskFull { .. } => true,
+            _ => false,
         }
     }
 

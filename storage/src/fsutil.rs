@@ -56,6 +56,20 @@ pub fn create_dir_durably(dir: &Path) -> Result<()> {
     sync_dir(parent)
 }
 
+/// Bytes an unprivileged process can still write on the file system holding `path`.
+pub fn available_bytes(path: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(path).map_err(|e| crate::Error::io(path, e.into()))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Whether an I/O error means the disk is full (or the quota used up).
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28) | Some(122))
+}
+
 /// The directory holding `path` (`.` for a bare file name).
 fn parent_of(path: &Path) -> &Path {
     match path.parent() {

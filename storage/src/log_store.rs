@@ -105,6 +105,9 @@ struct Inner {
     data_file: Option<File>,
     /// Blob files already fsynced (see the module docs: there should be none).
     synced_blobs: std::sync::Mutex<std::collections::BTreeSet<std::ffi::OsString>>,
+    /// Set once a write failed because the disk is full; the node then refuses writes
+    /// (507) and reports itself unhealthy until restarted with space freed.
+    disk_full: std::sync::atomic::AtomicBool,
     /// Names in sled's directory when it was last fsynced. sled renames its own
     /// page-table snapshot into place without a directory fsync; a flush that sees the
     /// names changed fsyncs the directory.
@@ -186,6 +189,7 @@ impl LogStore {
                 data_file,
                 synced_blobs: Default::default(),
                 synced_names: Default::default(),
+                disk_full: Default::default(),
             }),
         };
         if options.fsync {
@@ -205,9 +209,35 @@ impl LogStore {
         &self.inner.dir
     }
 
+    /// Whether a write to the log failed because its disk is full.
+    pub fn disk_full(&self) -> bool {
+        self.inner.disk_full.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Passes `result` on; a disk-full error is remembered and logged once with what to do.
+    fn watch<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            if e.is_disk_full() && !self.inner.disk_full.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(
+                    dir = %self.inner.dir.display(),
+                    error = %e,
+                    "the disk holding the Raft log is full. Raft on this node stops and writes are \
+                     refused with 507 insufficient_storage; everything acknowledged is on disk. Free \
+                     space (or grow the volume), then restart the node"
+                );
+            }
+        }
+        result
+    }
+
     /// Appends entries in one atomic batch and makes them durable with one flush (+fsync).
     /// This is the body of openraft's `append`; public so benchmarks can drive it.
     pub async fn append_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<usize> {
+        let result = self.append_entries_unwatched(entries).await;
+        self.watch(result)
+    }
+
+    async fn append_entries_unwatched(&self, entries: impl IntoIterator<Item = Entry>) -> Result<usize> {
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for entry in entries {
@@ -230,9 +260,11 @@ impl LogStore {
     /// Makes every write so far durable: sled flush, then fsync of its data file.
     pub async fn sync(&self) -> Result<()> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.sync_blocking())
+        let result = tokio::task::spawn_blocking(move || inner.sync_blocking())
             .await
-            .map_err(|e| Error::io(&self.inner.dir, io::Error::other(e)))?
+            .map_err(|e| Error::io(&self.inner.dir, io::Error::other(e)))
+            .and_then(|r| r);
+        self.watch(result)
     }
 
     /// Reads and checks entries with index in `range`, in order, failing on any hole.
@@ -372,8 +404,8 @@ impl LogStore {
     }
 
     fn write_meta<T: Serialize>(&self, name: &[u8], value: &T) -> Result<()> {
-        self.inner.meta.insert(name, encode_record(value)?)?;
-        Ok(())
+        let result = encode_record(value).and_then(|r| Ok(self.inner.meta.insert(name, r).map(|_| ())?));
+        self.watch(result)
     }
 
     /// Test hook: overwrite the raw bytes stored for one index (to simulate corruption).

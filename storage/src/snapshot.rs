@@ -38,6 +38,9 @@ pub const SNAPSHOT_FORMAT_VERSION: u16 = 1;
 pub const SNAPSHOT_PAYLOAD_MAX_BYTES: usize = 1024 * 1024 * 1024;
 /// Largest snapshot file: the payload and a header (meta: membership and ids).
 pub const SNAPSHOT_FILE_MAX_BYTES: u64 = SNAPSHOT_PAYLOAD_MAX_BYTES as u64 + 1024 * 1024;
+/// Free space a snapshot leaves for the log to grow: a snapshot is written only if the
+/// disk has its size plus this much free.
+pub const SNAPSHOT_SPACE_RESERVE_BYTES: u64 = 64 * 1024 * 1024;
 /// How many snapshot files a node keeps.
 pub const SNAPSHOTS_KEPT: usize = 3;
 pub const SNAPSHOT_SUFFIX: &str = ".snap";
@@ -237,7 +240,26 @@ impl SnapshotDir {
     }
 
     /// Writes a snapshot file atomically and durably; prunes old files. Blocking.
+    ///
+    /// Checks free space first: the file needs its size, and the log must still have room
+    /// to grow ([`SNAPSHOT_SPACE_RESERVE_BYTES`]). Short of that, older snapshots beyond
+    /// the newest are removed and the check repeated; still short, nothing is written and
+    /// the error is [`Error::DiskFull`] (a half-written file would fill the disk and stop
+    /// the log too).
     pub fn write(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<PathBuf> {
+        let needed = bytes.len() as u64 + SNAPSHOT_SPACE_RESERVE_BYTES;
+        let mut available = crate::fsutil::available_bytes(&self.dir)?;
+        if available < needed {
+            self.prune(1)?;
+            available = crate::fsutil::available_bytes(&self.dir)?;
+        }
+        if available < needed {
+            return Err(Error::DiskFull {
+                path: self.dir.clone(),
+                needed,
+                available,
+            });
+        }
         let name = file_name(meta);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}.tmp"));
@@ -263,11 +285,17 @@ impl SnapshotDir {
     /// Removes files that include entries beyond `index` (after installing an older
     /// snapshot from the leader they would describe a state we no longer have).
     pub fn remove_newer_than(&self, index: u64) -> Result<()> {
+        let mut removed = false;
         for path in list_snapshot_files(&self.dir)? {
             let name = path.file_name().and_then(|n| n.to_str()).and_then(parse_file_name);
             if name.is_some_and(|(_, i)| i > index) {
                 fs::remove_file(&path).at(&path)?;
+                removed = true;
             }
+        }
+        // Durably: such a file must not come back after a power cut.
+        if removed {
+            crate::fsutil::sync_dir(&self.dir)?;
         }
         Ok(())
     }

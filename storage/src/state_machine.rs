@@ -38,6 +38,8 @@ pub const APPLIED_EVENTS_CHANNEL_MAX: usize = 16_384;
 pub struct StateMachineStore {
     state: Arc<RwLock<Applied>>,
     snapshots: SnapshotDir,
+    /// Set when a snapshot could not be written for lack of space.
+    disk_full: Arc<std::sync::atomic::AtomicBool>,
     /// Every auction event, as it is applied on this node. A command answered from the
     /// idempotency table sends its (old) events again: listeners dedupe by `seq`.
     events: tokio::sync::broadcast::Sender<AuctionEvent>,
@@ -65,6 +67,7 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             state: Arc::new(RwLock::new(applied)),
             snapshots,
+            disk_full: Arc::default(),
             events,
         })
     }
@@ -89,6 +92,27 @@ impl StateMachineStore {
 
     pub fn snapshot_dir(&self) -> &SnapshotDir {
         &self.snapshots
+    }
+
+    /// Whether a snapshot could not be written because the disk is full.
+    pub fn disk_full(&self) -> bool {
+        self.disk_full.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Passes `result` on; a disk-full error is remembered and logged with what to do.
+    fn watch<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            if e.is_disk_full() && !self.disk_full.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(
+                    dir = %self.snapshots.path().display(),
+                    error = %e,
+                    "no room for a snapshot: Raft on this node stops rather than fill the disk, and \
+                     writes are refused with 507 insufficient_storage; everything acknowledged is on \
+                     disk. Free space (or grow the volume), then restart the node"
+                );
+            }
+        }
+        result
     }
 
     /// Applies entries in order; the pure part of openraft's `apply`.
@@ -130,14 +154,16 @@ impl StateMachineStore {
             (state.book.clone(), meta)
         };
         let dir = self.snapshots.clone();
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let bytes = encode_snapshot(&meta, &book.encode())?;
             let path = dir.write(&meta, &bytes)?;
             tracing::info!(file = %path.display(), bytes = bytes.len(), "snapshot written");
             Ok((meta, bytes))
         })
         .await
-        .map_err(|e| Error::io(self.snapshots.path(), std::io::Error::other(e)))?
+        .map_err(|e| Error::io(self.snapshots.path(), std::io::Error::other(e)))
+        .and_then(|r| r);
+        self.watch(result)
     }
 
     /// Replaces the state with a snapshot file's bytes received from the leader.
@@ -155,12 +181,14 @@ impl StateMachineStore {
         let book = AuctionBook::decode(file.payload(&bytes))?;
         let dir = self.snapshots.clone();
         let write_meta = meta.clone();
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             dir.write(&write_meta, &bytes)?;
             dir.remove_newer_than(write_meta.last_log_id.map(|id| id.index).unwrap_or(0))
         })
         .await
-        .map_err(|e| Error::io(self.snapshots.path(), std::io::Error::other(e)))??;
+        .map_err(|e| Error::io(self.snapshots.path(), std::io::Error::other(e)))
+        .and_then(|r| r);
+        self.watch(written)?;
         let mut state = self.state.write().expect("state machine lock poisoned");
         *state = Applied {
             book,
