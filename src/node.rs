@@ -207,6 +207,8 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             cluster_name: config.cluster_name.clone(),
             secret,
             source_ip: config.source_ip,
+            data_dir: Some(config.data_dir.clone()),
+            learner_catchup_timeout: Duration::from_millis(config.raft.learner_catchup_timeout_ms),
         },
         worker,
         udp,
@@ -219,6 +221,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     ));
     let worker_task = tokio::spawn(gavel_api::worker::run_worker(state.clone(), stop.clone()));
     let reconciler = tokio::spawn(gavel_api::worker::run_reconciler(state.clone(), stop.clone()));
+    let membership = tokio::spawn(gavel_api::membership::run_membership_watch(state.clone(), stop.clone()));
     let limits = config.http.to_server_limits();
     let connections = state.connections.clone();
     let app = gavel_api::router(state);
@@ -246,6 +249,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     }
     let _ = worker_task.await;
     let _ = reconciler.await;
+    let _ = membership.await;
     receiver.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::error!(error = %e, "raft shutdown failed");
@@ -274,7 +278,11 @@ async fn join_cluster(join: &str, id: u64, advertise: &str, secret: &str) -> Res
                 let text = resp.text().await.unwrap_or_default();
                 bail!("the cluster refused to add node {id} ({status}): {text}");
             }
-            Ok(resp) => tracing::warn!(status = %resp.status(), "join not possible yet; retrying"),
+            Ok(resp) => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                tracing::warn!(%status, answer = %text, "join not possible yet; retrying");
+            }
             Err(e) => tracing::warn!(error = %e, "cannot reach {join} yet; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(JOIN_RETRY_MS)).await;

@@ -62,14 +62,17 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     };
     let has_leader = m.current_leader.is_some() && leader_alive && m.running_state.is_ok();
     let caught_up = applied >= committed;
+    let member = !s.is_removed();
+    let ready = has_leader && caught_up && member;
     let body = json!({
-        "ready": has_leader && caught_up,
+        "ready": ready,
+        "member": member,
         "leader": m.current_leader,
         "quorum_ack_ms": m.millis_since_quorum_ack,
         "applied_index": applied,
         "commit_index": committed,
     });
-    let status = if has_leader && caught_up {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -145,6 +148,8 @@ pub async fn cluster_info(State(s): State<AppState>) -> Json<serde_json::Value> 
         "snapshot_index": m.snapshot.map(|l| l.index),
         "purged_index": m.purged.map(|l| l.index),
         "state_hash": state_hash,
+        "member": !s.is_removed(),
+        "membership_log_index": m.membership_config.log_id().map(|l| l.index),
         "members": members,
     }))
 }
@@ -188,7 +193,12 @@ pub async fn add_node(State(s): State<AppState>, req: RawRequest) -> Result<Resp
         });
     }
     let body: AddNode = parse_json(&req.body)?;
-    let resp = leader_only(&s, &req, cluster::add_node(&s.raft, body.id, &body.addr)).await;
+    let resp = leader_only(
+        &s,
+        &req,
+        cluster::add_node(&s.raft, body.id, &body.addr, s.learner_catchup_timeout),
+    )
+    .await;
     if resp.status().is_success() {
         return Ok(cluster_info(State(s)).await.into_response());
     }

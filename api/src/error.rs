@@ -45,6 +45,9 @@ pub enum ApiError {
     HeadersTooLarge { limit_bytes: usize, limit_count: usize },
     #[error("the request body did not arrive within {secs} s")]
     RequestTimeout { secs: u64 },
+    /// A node being added did not acknowledge the log in time; it stays a learner.
+    #[error("{0}")]
+    LearnerNotCaughtUp(String),
     /// This node was removed from the cluster (or never joined it).
     #[error("{0}")]
     NotAMember(String),
@@ -90,6 +93,7 @@ impl ApiError {
             ApiError::HeadersTooLarge { .. } => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"),
             ApiError::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::NotAMember(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_a_member"),
+            ApiError::LearnerNotCaughtUp(_) => (StatusCode::SERVICE_UNAVAILABLE, "learner_not_caught_up"),
             ApiError::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             ApiError::Status { status, code, .. } => (*status, code),
         }
@@ -194,6 +198,7 @@ impl From<ClusterError> for ApiError {
                 message: m,
             },
             ClusterError::Unavailable(m) => ApiError::Unavailable(m),
+            ClusterError::NotCaughtUp(m) => ApiError::LearnerNotCaughtUp(m),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod error;
 pub mod forward;
 pub mod json;
+pub mod membership;
 pub mod server;
 pub mod sse;
 pub mod state;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route(worker::HEARTBEAT_PATH, post(workers_api::heartbeat))
         .route(worker::CLOCK_PATH, post(workers_api::clock))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_if_removed))
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .with_state(state.clone());
     api.merge(gavel_raft::rpc::router(
@@ -89,6 +91,22 @@ async fn count_responses(State(s): State<AppState>, req: Request, next: Next) ->
     let resp = next.run(req).await;
     s.counters.count_status(resp.status().as_u16());
     resp
+}
+
+/// A node removed from the cluster answers client routes with 503 `not_a_member`; its
+/// health, readiness, metrics and cluster view stay readable (see [`membership`]).
+async fn refuse_if_removed(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let open =
+        matches!(path, "/health" | "/ready" | "/metrics") || (path == "/v1/cluster" && req.method() == Method::GET);
+    if s.is_removed() && !open {
+        return ApiError::NotAMember(format!(
+            "node {} is no longer a member of the cluster; use another node",
+            s.node_id
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Refuses request targets and header sections over the limits with a JSON 414/431

@@ -40,6 +40,11 @@ pub struct Inner {
     pub udp: UdpSender,
     /// Group commit for client writes.
     pub proposer: gavel_raft::cluster::Proposer,
+    pub data_dir: Option<std::path::PathBuf>,
+    pub learner_catchup_timeout: Duration,
+    /// The membership log index at which this node saw itself removed; 0 while a member
+    /// (see [`crate::membership`]).
+    pub removed_at: AtomicU64,
 }
 
 /// Request counters for `/metrics`.
@@ -77,6 +82,10 @@ pub struct ApiConfig {
     pub secret: Option<Arc<str>>,
     /// Local address for connections to other nodes.
     pub source_ip: Option<std::net::IpAddr>,
+    /// The node's data dir (for its removal marker); `None` in tests without one.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// How long adding a node waits for it to acknowledge the log.
+    pub learner_catchup_timeout: Duration,
 }
 
 impl AppState {
@@ -86,7 +95,20 @@ impl AppState {
             cluster_name,
             secret,
             source_ip,
+            data_dir,
+            learner_catchup_timeout,
         } = config;
+        let removed_at = data_dir
+            .as_deref()
+            .and_then(crate::membership::read_marker)
+            .unwrap_or(0);
+        if removed_at != 0 {
+            tracing::warn!(
+                membership_index = removed_at,
+                "this node was removed from the cluster (see the `removed` file in its data dir); \
+                 it answers clients with 503 not_a_member"
+            );
+        }
         let client = reqwest::Client::builder()
             .local_address(source_ip)
             .timeout(Duration::from_millis(FORWARD_TIMEOUT_MS))
@@ -111,6 +133,9 @@ impl AppState {
             worker,
             udp,
             proposer,
+            data_dir,
+            learner_catchup_timeout,
+            removed_at: AtomicU64::new(removed_at),
         }))
     }
 
@@ -131,6 +156,11 @@ impl AppState {
         Some(ApiError::Unavailable(format!(
             "this node's Raft core has stopped ({fatal}); it must be restarted. Retry on another node"
         )))
+    }
+
+    /// Whether this node has been removed from the cluster.
+    pub fn is_removed(&self) -> bool {
+        self.removed_at.load(Ordering::Relaxed) != 0
     }
 
     /// The address peers and clients use to reach this node.

@@ -376,6 +376,11 @@ pub async fn run_worker(s: AppState, mut stop: watch::Receiver<bool>) {
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = tick.tick() => {
+                if s.is_removed() {
+                    // Not a member: no clocks, no heartbeats (the leader has moved its
+                    // auctions elsewhere).
+                    continue;
+                }
                 refresh_hosting(&s, &mut hosted);
                 run_clocks(&s, &hosted, &in_flight);
                 let leader = cluster::leader(&s.raft);

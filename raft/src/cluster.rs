@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 
 use gavel_storage::{Command, LogId, Response};
 use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
-use openraft::{BasicNode, ChangeMembers};
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::Serialize;
 
 use crate::Raft;
@@ -42,6 +44,9 @@ pub enum ClusterError {
     /// Raft cannot make progress now (no quorum, shutting down); retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A learner did not acknowledge the log in time; it stays a learner.
+    #[error("{0}")]
+    NotCaughtUp(String),
 }
 
 fn forward(f: ForwardToLeader<u64, BasicNode>) -> ClusterError {
@@ -231,8 +236,17 @@ fn validate_addr(addr: &str) -> Result<(), ClusterError> {
 }
 
 /// Adds node `id` at `addr`: learner, wait for catch-up, voter. Adding a node that is
-/// already a voter at the same address succeeds without change.
-pub async fn add_node(raft: &Raft, id: u64, addr: &str) -> Result<(), ClusterError> {
+/// already a voter at the same address succeeds without change; adding one that is a
+/// learner at that address resumes waiting for it.
+///
+/// Caught up means the learner has *acknowledged* the log up to the leader's last index
+/// when the add began (its matched log id in the replication metrics), within
+/// `catchup_timeout`. openraft 0.9's blocking `add_learner` instead accepts a learner
+/// within `replication_lag_threshold` entries of the leader, even one that never
+/// answered: a node that does not run (or an `--advertise` typo) became a voter at once
+/// and could cost the cluster its quorum. A learner that does not catch up in time stays
+/// a learner ([`ClusterError::NotCaughtUp`]) and can be removed.
+pub async fn add_node(raft: &Raft, id: u64, addr: &str, catchup_timeout: Duration) -> Result<(), ClusterError> {
     if id == 0 {
         return Err(ClusterError::InvalidInput("node id must be >= 1".into()));
     }
@@ -257,16 +271,55 @@ pub async fn add_node(raft: &Raft, id: u64, addr: &str) -> Result<(), ClusterErr
         tracing::info!(id, addr, "node is already a voter");
         return Ok(());
     }
-    tracing::info!(id, addr, "adding node as a learner and waiting for it to catch up");
-    raft.add_learner(id, BasicNode::new(addr), true)
-        .await
-        .map_err(write_error)?;
-    tracing::info!(id, addr, "node caught up; promoting it to voter");
+    if membership.get_node(&id).is_none() {
+        tracing::info!(id, addr, "adding node as a learner");
+        raft.add_learner(id, BasicNode::new(addr), false)
+            .await
+            .map_err(write_error)?;
+    }
+    let target = raft.metrics().borrow().last_log_index.unwrap_or(0);
+    tracing::info!(id, addr, target, "waiting for the learner to acknowledge the log");
+    let waited = raft
+        .wait(Some(catchup_timeout))
+        .metrics(
+            |m| m.state != ServerState::Leader || matched_index(m, id).is_some_and(|i| i >= target),
+            "learner caught up",
+        )
+        .await;
+    let m = raft.metrics().borrow().clone();
+    if m.state != ServerState::Leader {
+        return Err(ClusterError::NotLeader { leader: leader(raft) });
+    }
+    if waited.is_err() {
+        let matched = matched_index(&m, id);
+        tracing::warn!(
+            id,
+            addr,
+            ?matched,
+            target,
+            "learner did not catch up in time; it stays a learner"
+        );
+        let progress = match matched {
+            None => "has not answered at all".to_string(),
+            Some(i) => format!("has acknowledged up to index {i} of {target}"),
+        };
+        return Err(ClusterError::NotCaughtUp(format!(
+            "node {id} at {addr} {progress} after {} ms; it stays a learner. Check that it runs \
+             and that {addr} reaches it, then retry, or remove it (DELETE /v1/cluster/nodes/{id})",
+            catchup_timeout.as_millis()
+        )));
+    }
+    tracing::info!(id, addr, "learner acknowledged the log; promoting it to voter");
     raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
         .await
         .map_err(write_error)?;
     tracing::info!(id, addr, "node is a voter");
     Ok(())
+}
+
+/// On the leader: the newest index node `id` has acknowledged, if it ever answered.
+fn matched_index(m: &openraft::RaftMetrics<u64, BasicNode>, id: u64) -> Option<u64> {
+    m.replication.as_ref()?.get(&id)?.as_ref().map(|log_id| log_id.index)
 }
 
 /// Removes node `id` (voter or learner) from the cluster.

@@ -35,6 +35,9 @@ pub struct RaftTimings {
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind the newest snapshot.
     pub keep_behind_snapshot_entries: u64,
+    /// How long adding a node waits for it to acknowledge the log before it is promoted
+    /// to voter; past it the node stays a learner and the add answers 503.
+    pub learner_catchup_timeout_ms: u64,
 }
 
 impl Default for RaftTimings {
@@ -46,6 +49,7 @@ impl Default for RaftTimings {
             install_snapshot_timeout_ms: 10_000,
             snapshot_every_entries: 10_000,
             keep_behind_snapshot_entries: 1_000,
+            learner_catchup_timeout_ms: 10_000,
         }
     }
 }
