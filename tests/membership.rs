@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-fn member<'a>(info: &'a Value, id: u64) -> Option<&'a Value> {
+fn member(info: &Value, id: u64) -> Option<&Value> {
     info["members"]
         .as_array()?
         .iter()
