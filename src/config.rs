@@ -56,6 +56,43 @@ pub struct Config {
     pub raft: RaftTimings,
     /// Bounds on client connections.
     pub http: HttpLimits,
+    /// Bounds of the idempotency table (replicated: the leader's apply to the cluster).
+    pub idempotency: IdempotencyConfig,
+}
+
+/// `[idempotency]`: how many keys are remembered, per client and in all, for how long,
+/// and how many early evictions an hour the evicted-key filter records (see the README,
+/// "Retries and idempotency").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    pub keys_max: u64,
+    pub keys_per_client: u64,
+    pub ttl_secs: u64,
+    pub filter_bits_per_hour: u64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        let d = gavel_storage::IdempotencyLimits::default();
+        IdempotencyConfig {
+            keys_max: d.keys_max,
+            keys_per_client: d.keys_per_client,
+            ttl_secs: d.ttl_ms / 1000,
+            filter_bits_per_hour: d.filter_bits_per_hour,
+        }
+    }
+}
+
+impl IdempotencyConfig {
+    pub fn to_limits(&self) -> gavel_storage::IdempotencyLimits {
+        gavel_storage::IdempotencyLimits {
+            keys_max: self.keys_max,
+            keys_per_client: self.keys_per_client,
+            ttl_ms: self.ttl_secs.saturating_mul(1000),
+            filter_bits_per_hour: self.filter_bits_per_hour,
+        }
+    }
 }
 
 /// `[http]`: how many connections a node serves and how long it waits for slow ones.
@@ -109,6 +146,7 @@ impl std::fmt::Debug for Config {
             .field("fsync", &self.fsync)
             .field("raft", &self.raft)
             .field("http", &self.http)
+            .field("idempotency", &self.idempotency)
             .finish()
     }
 }
@@ -132,6 +170,7 @@ impl Default for Config {
             fsync: true,
             raft: RaftTimings::default(),
             http: HttpLimits::default(),
+            idempotency: IdempotencyConfig::default(),
         }
     }
 }
@@ -214,6 +253,10 @@ impl Config {
             bail!("cluster_name must not be empty");
         }
         self.raft.validate().map_err(anyhow::Error::msg)?;
+        self.idempotency
+            .to_limits()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[idempotency]: {e}"))?;
         if self.http.max_connections == 0 {
             bail!("http.max_connections must be at least 1");
         }

@@ -209,6 +209,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             source_ip: config.source_ip,
             data_dir: Some(config.data_dir.clone()),
             learner_catchup_timeout: Duration::from_millis(config.raft.learner_catchup_timeout_ms),
+            idempotency_limits: config.idempotency.to_limits(),
         },
         worker,
         udp,

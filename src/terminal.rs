@@ -49,10 +49,12 @@ pub fn safe_json_line(v: &Value) -> String {
     escape_json_text(&v.to_string())
 }
 
+/// Escapes unsafe characters in serialised JSON. Newlines are the pretty layout's own
+/// (serde_json already escapes every C0 control inside strings), so they stay.
 fn escape_json_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if is_unsafe(c) {
+        if is_unsafe(c) && c != '\n' {
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
                 out.push_str(&format!("\\u{unit:04x}"));

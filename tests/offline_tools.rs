@@ -83,7 +83,7 @@ async fn produce_data_dir(dir: &Path) {
         };
         entries.push(entry(
             5 + i,
-            EntryPayload::Normal(Command::new(T0 + 10 + i, op).with_key(format!("k{i}"))),
+            EntryPayload::Normal(Command::new(T0 + 10 + i, op).with_key(&format!("k{i}"))),
         ));
     }
     log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();

@@ -13,8 +13,8 @@ use axum::Json;
 use gavel_raft::{cluster, ClusterError};
 use gavel_storage::book::idempotency;
 use gavel_storage::{
-    Auction, AuctionBook, AuctionSpec, AuctionStatus, Command, IncrementBand, IncrementRule, Op, Outcome,
-    Response as BookResponse, SoftClose,
+    Auction, AuctionSpec, AuctionStatus, Command, IncrementBand, IncrementRule, Op, Outcome, Response as BookResponse,
+    SoftClose,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -125,16 +125,28 @@ impl CreateAuction {
 /// Attaches the request's `Idempotency-Key`, if any, after checking it, with the digest
 /// of the request as the client sent it: a retry is the same request, even though the
 /// leader stamps a new time into the command.
-pub fn with_idempotency_key(cmd: Command, req: &RawRequest) -> Result<Command, ApiError> {
+///
+/// The client, for the table's per-client quota, is the source address (as the node that
+/// first received the request saw it).
+pub fn with_idempotency_key(s: &AppState, cmd: Command, req: &RawRequest) -> Result<Command, ApiError> {
     let Some(raw) = req.headers.get(IDEMPOTENCY_HEADER) else {
         return Ok(cmd);
     };
     let key = raw
         .to_str()
-        .map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
+        .ok()
+        .filter(|k| k.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
     idempotency::check_key(key).map_err(|m| ApiError::invalid(format!("Idempotency-Key: {m}")))?;
-    let digest = idempotency::request_digest(req.method.as_str(), req.uri.path(), &req.body);
-    Ok(cmd.with_key(key).with_request_digest(digest))
+    let client = match req.client_ip(s.secret.as_deref()) {
+        Some(ip) => format!("ip:{ip}"),
+        None => "ip:unknown".to_string(),
+    };
+    Ok(cmd.with_idempotency(idempotency::Idempotency {
+        key: idempotency::key_digest(key),
+        request: idempotency::request_digest(req.method.as_str(), req.uri.path(), &req.body),
+        client: idempotency::client_id(&client),
+    }))
 }
 
 /// Proposes a command built from the request. A follower forwards the request; a
@@ -152,7 +164,7 @@ pub async fn propose(
         return Ok(Err(forward(s, cluster::leader(&s.raft), req).await));
     }
     let now = now_ms();
-    let cmd = with_idempotency_key(Command::new(now, build(now)?), req)?;
+    let cmd = with_idempotency_key(s, Command::new(now, build(now)?), req)?;
     match s.proposer.write(cmd).await {
         Ok((_, BookResponse::Rejected(r))) => Err(ApiError::Rejected(r)),
         Ok((_, resp)) => Ok(Ok(resp)),
@@ -196,9 +208,9 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
         })
     })
     .await?;
-    let auction_id = match resp {
+    let (auction_id, seq) = match resp {
         Err(forwarded) => return Ok(forwarded),
-        Ok(BookResponse::AuctionCreated { auction_id, .. }) => auction_id,
+        Ok(BookResponse::AuctionCreated { auction_id, seq, .. }) => (auction_id, seq),
         Ok(other) => return Err(ApiError::Internal(format!("unexpected response to create: {other:?}"))),
     };
     let st = s.sm.read();
@@ -206,7 +218,9 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
         .book
         .auction(auction_id)
         .ok_or_else(|| ApiError::Internal("created auction missing".into()))?;
-    let view = auction_view(&st.book, auction, now_ms());
+    // The answer is the auction as it was created, also for a retry answered from the
+    // idempotency table after bids have come in.
+    let view = auction_view(&as_created(auction, seq), auction.created_at_ms);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/auctions/{auction_id}"))],
@@ -261,7 +275,7 @@ pub async fn get(
     }
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
-    Ok(Json(auction_view(&st.book, auction, now_ms())).into_response())
+    Ok(Json(auction_view(auction, now_ms())).into_response())
 }
 
 pub async fn list(
@@ -312,9 +326,30 @@ pub async fn list(
             next = items.last().and_then(|v| v["id"].as_u64());
             break;
         }
-        items.push(auction_view(&st.book, auction, now));
+        items.push(auction_view(auction, now));
     }
     Ok(Json(json!({ "auctions": items, "next_after": next })).into_response())
+}
+
+/// `a` as it stood right after it was created (with newest event `seq`): no bids,
+/// original end.
+pub fn as_created(a: &Auction, seq: u64) -> Auction {
+    Auction {
+        status: if a.created_at_ms >= a.spec.starts_at_ms {
+            AuctionStatus::Open
+        } else {
+            AuctionStatus::Scheduled
+        },
+        price: 0,
+        leader: None,
+        ends_at_ms: a.spec.ends_at_ms,
+        extensions: 0,
+        seq,
+        bids: Vec::new(),
+        outcome: None,
+        closed_at_ms: None,
+        ..a.clone()
+    }
 }
 
 fn status_name(auction: &Auction, now: u64) -> &'static str {
@@ -357,7 +392,7 @@ pub fn outcome_view(outcome: &Outcome) -> Value {
 
 /// The public view of an auction: the reserve is never shown, only whether it is met;
 /// proxy maxima are never shown.
-pub fn auction_view(book: &AuctionBook, a: &Auction, now: u64) -> Value {
+pub fn auction_view(a: &Auction, now: u64) -> Value {
     let increment = match &a.spec.increment {
         IncrementRule::Fixed(step) => json!(step),
         IncrementRule::Table(bands) => {
@@ -375,7 +410,7 @@ pub fn auction_view(book: &AuctionBook, a: &Auction, now: u64) -> Value {
         "starting_price": a.spec.starting_price,
         "increment": increment,
         "has_reserve": a.spec.reserve_price.is_some(),
-        "reserve_met": a.spec.reserve_price.map(|_| book.reserve_met(a.id).unwrap_or(false)),
+        "reserve_met": a.spec.reserve_price.map(|_| a.reserve_met()),
         "buy_now_price": a.spec.buy_now_price,
         "starts_at": rfc3339(a.spec.starts_at_ms),
         "ends_at": rfc3339(a.ends_at_ms),
@@ -383,7 +418,7 @@ pub fn auction_view(book: &AuctionBook, a: &Auction, now: u64) -> Value {
         "soft_close": a.spec.soft_close.map(|s| SoftCloseDto { window_secs: s.window_secs, extend_secs: s.extend_secs, max_extensions: s.max_extensions }),
         "extensions": a.extensions,
         "highest_bid": a.leader.as_ref().map(|l| json!({ "bidder": l.bidder, "amount": a.price })),
-        "min_next_bid": book.min_next_bid(a.id),
+        "min_next_bid": a.min_next_bid(),
         "bid_count": a.bids.len(),
         "seq": a.seq,
         "worker": a.worker,

@@ -51,28 +51,22 @@ pub async fn place_bid(
     };
     match propose(&s, &req, |_| Ok(op)).await? {
         Err(forwarded) => Ok(forwarded),
-        Ok(BookResponse::BidAccepted(b)) => {
-            let extended = b
-                .events
-                .iter()
-                .any(|e| matches!(e.kind, gavel_storage::EventKind::Extended { .. }));
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({
-                    "bid_id": b.bid_id,
-                    "auction_id": b.auction_id,
-                    "price": b.price,
-                    "leader": b.leader,
-                    "leading": b.leading,
-                    "min_next_bid": b.min_next_bid,
-                    "reserve_met": b.reserve_met,
-                    "ends_at": rfc3339(b.ends_at_ms),
-                    "extended": extended,
-                    "seq": b.events.last().map(|e| e.seq),
-                })),
-            )
-                .into_response())
-        }
+        Ok(BookResponse::BidAccepted(b)) => Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "bid_id": b.bid_id,
+                "auction_id": b.auction_id,
+                "price": b.price,
+                "leader": b.leader,
+                "leading": b.leading,
+                "min_next_bid": b.min_next_bid,
+                "reserve_met": b.reserve_met,
+                "ends_at": rfc3339(b.ends_at_ms),
+                "extended": b.extended,
+                "seq": b.seq,
+            })),
+        )
+            .into_response()),
         Ok(other) => Err(ApiError::Internal(format!("unexpected response to a bid: {other:?}"))),
     }
 }
@@ -164,7 +158,7 @@ fn ended(s: &AppState, id: u64, resp: Result<BookResponse, Response>) -> Result<
         Err(forwarded) => Ok(forwarded),
         Ok(BookResponse::AuctionEnded { outcome, .. }) => {
             let st = s.sm.read();
-            let view = st.book.auction(id).map(|a| auction_view(&st.book, a, now_ms()));
+            let view = st.book.auction(id).map(|a| auction_view(a, now_ms()));
             let winner = match &outcome {
                 Outcome::BoughtNow { buyer, price } => json!({ "buyer": buyer, "price": price }),
                 _ => Value::Null,

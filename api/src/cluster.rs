@@ -290,9 +290,13 @@ pub async fn download_snapshot(State(s): State<AppState>, req: RawRequest) -> Re
 /// Prometheus text format.
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let m = s.raft.metrics().borrow().clone();
-    let (counts, applied) = {
+    let (counts, idem, applied) = {
         let st = s.sm.read();
-        (st.book.counts(), st.last_applied.map(|l| l.index).unwrap_or(0))
+        (
+            st.book.counts(),
+            st.book.idempotency_stats(),
+            st.last_applied.map(|l| l.index).unwrap_or(0),
+        )
     };
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
@@ -336,6 +340,31 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         "gavel_idempotency_keys",
         "Idempotency keys remembered.",
         counts.idempotency_keys,
+    );
+    gauge(
+        "gavel_idempotency_clients",
+        "Clients holding idempotency keys.",
+        idem.clients,
+    );
+    gauge(
+        "gavel_idempotency_keys_max",
+        "Bound of the idempotency table (replicated).",
+        idem.limits.keys_max,
+    );
+    gauge(
+        "gavel_idempotency_keys_per_client",
+        "Bound of one client's idempotency keys (replicated).",
+        idem.limits.keys_per_client,
+    );
+    gauge(
+        "gavel_idempotency_filter_bytes",
+        "Memory of the evicted-key filter.",
+        idem.filter_bytes,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gavel_idempotency_evicted_total Keys let go before their 24 hours (recorded in the evicted-key filter).\n# TYPE gavel_idempotency_evicted_total counter\ngavel_idempotency_evicted_total {}",
+        idem.evicted_total
     );
     let _ = writeln!(
         out,

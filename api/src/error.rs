@@ -134,7 +134,7 @@ pub fn rejection_status(r: &Rejection) -> StatusCode {
         Rejection::InvalidAmount { .. } | Rejection::InvalidInput { .. } => StatusCode::BAD_REQUEST,
         Rejection::NotSeller => StatusCode::FORBIDDEN,
         Rejection::NoCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        Rejection::TooManySubscribers { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Rejection::TooManySubscribers { .. } | Rejection::IdempotencyCapacityExhausted => StatusCode::TOO_MANY_REQUESTS,
         Rejection::AuctionNotOpen { .. }
         | Rejection::AuctionClosed
         | Rejection::AuctionCancelled
@@ -144,7 +144,8 @@ pub fn rejection_status(r: &Rejection) -> StatusCode {
         | Rejection::NotYetEnded { .. }
         | Rejection::HasBids
         | Rejection::BuyNowUnavailable
-        | Rejection::IdempotencyKeyReused => StatusCode::CONFLICT,
+        | Rejection::IdempotencyKeyReused
+        | Rejection::IdempotencyKeyExpired => StatusCode::CONFLICT,
     }
 }
 
@@ -165,6 +166,15 @@ fn rejection_message(r: &Rejection) -> String {
         Rejection::UnknownWorker { node_id } => format!("worker {node_id} is not registered"),
         Rejection::NoCapacity { node_id } => format!("worker {node_id} is full; no capacity for new auctions"),
         Rejection::IdempotencyKeyReused => "this Idempotency-Key was used for a different request".into(),
+        Rejection::IdempotencyKeyExpired => "this Idempotency-Key was used within the last 24 hours but is no \
+                                            longer held, so its first answer cannot be returned; the request \
+                                            was not executed again. Check the outcome with a read, then use a \
+                                            new key"
+            .into(),
+        Rejection::IdempotencyCapacityExhausted => "this client has more keyed requests in flight than the \
+                                                    idempotency table can remember safely this hour; the \
+                                                    request was not executed. Retry later"
+            .into(),
         Rejection::TooManySubscribers { max } => format!("the auction already has {max} UDP subscribers"),
     }
 }
@@ -223,7 +233,7 @@ impl IntoResponse for ApiError {
             tracing::error!(%status, error = %self, "request failed");
         }
         let body = axum::Json(json!({ "error": error }));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             (status, [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())], body).into_response()
         } else {
             (status, body).into_response()

@@ -7,7 +7,9 @@
 use std::sync::atomic::Ordering;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, Request};
 use axum::http::{header, HeaderMap, HeaderName, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use gavel_raft::NodeAddr;
@@ -16,6 +18,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-gavel-forwarded-by");
+/// The address of the client a forwarded request came from (for per-client quotas).
+pub const CLIENT_ADDR: HeaderName = HeaderName::from_static("x-gavel-client-addr");
+/// The cluster secret, proving that [`CLIENT_ADDR`] was set by a node, not a client.
+pub const FORWARD_SECRET: HeaderName = HeaderName::from_static("x-gavel-forward-secret");
 /// Largest request body a client may send.
 pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
 /// A request body must arrive whole within this (slow senders get 408).
@@ -35,6 +41,8 @@ pub struct RawRequest {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The TCP peer (`None` only where no server put it there, as in unit tests).
+    pub peer: Option<SocketAddr>,
 }
 
 impl<S: Send + Sync> FromRequest<S> for RawRequest {
@@ -51,11 +59,16 @@ impl<S: Send + Sync> FromRequest<S> for RawRequest {
             .map_err(|_| ApiError::PayloadTooLarge {
                 limit: REQUEST_BODY_MAX_BYTES,
             })?;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr);
         Ok(RawRequest {
             method: parts.method,
             uri: parts.uri,
             headers: parts.headers,
             body,
+            peer,
         })
     }
 }
@@ -63,6 +76,26 @@ impl<S: Send + Sync> FromRequest<S> for RawRequest {
 impl RawRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The client's IP address: the TCP peer, or for a request forwarded by another
+    /// node of this cluster (it carries the cluster secret), the address that node saw.
+    pub fn client_ip(&self, secret: Option<&str>) -> Option<IpAddr> {
+        let forwarded = self.headers.contains_key(FORWARDED_BY)
+            && secret.is_some_and(|secret| {
+                let given = self
+                    .headers
+                    .get(&FORWARD_SECRET)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or_default();
+                constant_time_eq::constant_time_eq(given, secret.as_bytes())
+            });
+        if forwarded {
+            if let Some(ip) = self.header(CLIENT_ADDR.as_str()).and_then(|v| v.parse().ok()) {
+                return Some(ip);
+            }
+        }
+        self.peer.map(|p| p.ip().to_canonical())
     }
 }
 
@@ -84,6 +117,11 @@ pub async fn forward(state: &AppState, leader: Option<NodeAddr>, req: &RawReques
         }
     }
     outgoing = outgoing.header(FORWARDED_BY, state.node_id.to_string());
+    if let (Some(secret), Some(ip)) = (state.secret.as_deref(), req.client_ip(state.secret.as_deref())) {
+        outgoing = outgoing
+            .header(CLIENT_ADDR, ip.to_string())
+            .header(FORWARD_SECRET, secret);
+    }
     match outgoing.send().await {
         Ok(resp) => {
             let status = resp.status();

@@ -42,6 +42,7 @@ pub struct Inner {
     pub proposer: gavel_raft::cluster::Proposer,
     pub data_dir: Option<std::path::PathBuf>,
     pub learner_catchup_timeout: Duration,
+    pub idempotency_limits: gavel_storage::IdempotencyLimits,
     /// The membership log index at which this node saw itself removed; 0 while a member
     /// (see [`crate::membership`]).
     pub removed_at: AtomicU64,
@@ -86,6 +87,8 @@ pub struct ApiConfig {
     pub data_dir: Option<std::path::PathBuf>,
     /// How long adding a node waits for it to acknowledge the log.
     pub learner_catchup_timeout: Duration,
+    /// The idempotency table's bounds this node proposes when it leads.
+    pub idempotency_limits: gavel_storage::IdempotencyLimits,
 }
 
 impl AppState {
@@ -97,6 +100,7 @@ impl AppState {
             source_ip,
             data_dir,
             learner_catchup_timeout,
+            idempotency_limits,
         } = config;
         let removed_at = data_dir
             .as_deref()
@@ -135,6 +139,7 @@ impl AppState {
             proposer,
             data_dir,
             learner_catchup_timeout,
+            idempotency_limits,
             removed_at: AtomicU64::new(removed_at),
         }))
     }

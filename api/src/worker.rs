@@ -295,6 +295,20 @@ async fn to_leader<T: Serialize>(s: &AppState, leader: &NodeAddr, path: &str, bo
 }
 
 /// The leader's reassignment loop. Runs on every node; acts only while leading.
+/// On the leader: makes the replicated idempotency limits the configured ones (a
+/// committed command, so every replica changes them at the same index).
+async fn apply_configured_limits(s: &AppState) {
+    let configured = s.idempotency_limits;
+    if s.sm.read().book.idempotency_limits() == configured {
+        return;
+    }
+    let cmd = Command::new(now_ms(), Op::SetIdempotencyLimits(configured));
+    match s.proposer.write(cmd).await {
+        Ok(_) => tracing::info!(limits = ?configured, "idempotency limits set to this leader's configuration"),
+        Err(e) => tracing::warn!(error = %e, "could not set the idempotency limits yet"),
+    }
+}
+
 pub async fn run_reconciler(s: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(RECONCILE_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -315,6 +329,7 @@ pub async fn run_reconciler(s: AppState, mut stop: watch::Receiver<bool>) {
         if leading.is_none() {
             continue;
         }
+        apply_configured_limits(&s).await;
         let orphans: Vec<(AuctionId, Option<NodeId>)> = {
             let st = s.sm.read();
             st.book

@@ -19,7 +19,7 @@ fn entry(index: u64) -> Entry {
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Command::new(1_700_000_000_000 + index, op).with_key(format!("key-{index}"))),
+        payload: EntryPayload::Normal(Command::new(1_700_000_000_000 + index, op).with_key(&format!("key-{index}"))),
     }
 }
 

@@ -44,11 +44,12 @@
 //!
 //! # Idempotency
 //!
-//! A command with an idempotency key is remembered for [`IDEMPOTENCY_TTL_MS`] of command
-//! time, at most [`IDEMPOTENCY_KEYS_MAX`] keys (expired, then oldest, evicted first). A
-//! retry with the same key and the same operation gets the first response back — even a
-//! rejection — and changes nothing, not even `last_ts_ms`; the same key with a different
-//! operation is [`Rejection::IdempotencyKeyReused`]. See [`idempotency`].
+//! A command with an idempotency key is executed at most once within 24 hours of command
+//! time: a retry gets the first response back — even a rejection — and changes nothing,
+//! not even `last_ts_ms`; the same key with a different request is
+//! [`Rejection::IdempotencyKeyReused`]; a key let go early (quotas per client, a bound on
+//! the table) is [`Rejection::IdempotencyKeyExpired`]. The exact guarantee and its bounds
+//! are in [`idempotency`].
 //!
 //! Handlers live in submodules: `lifecycle` (create, open, buy-now, close, cancel),
 //! `bidding` (bids and proxy pricing), `workers` (registry and assignment), `invariants`
@@ -71,7 +72,9 @@ mod subscriptions;
 mod tests;
 mod workers;
 
-pub use idempotency::{IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_KEY_MAX_BYTES, IDEMPOTENCY_TTL_MS};
+pub use idempotency::{
+    IdempotencyLimits, IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_KEYS_PER_CLIENT, IDEMPOTENCY_KEY_MAX_BYTES, IDEMPOTENCY_TTL_MS,
+};
 pub use subscriptions::{SUBSCRIBERS_PER_AUCTION_MAX, SUBSCRIPTION_TTL_MAX_SECS};
 
 use idempotency::{IdempotencyTable, Lookup};
@@ -115,13 +118,22 @@ impl AuctionBook {
         Self::default()
     }
 
-    /// An empty book whose idempotency table keeps at most `max_keys` keys (at least 1)
-    /// for `ttl_ms` of command time. The limits are part of the replicated state.
-    pub fn with_idempotency_limits(max_keys: u64, ttl_ms: u64) -> Self {
+    /// An empty book whose idempotency table has `limits` (part of the replicated state).
+    pub fn with_idempotency_limits(limits: IdempotencyLimits) -> Self {
         AuctionBook {
-            idempotency: IdempotencyTable::with_limits(max_keys, ttl_ms),
+            idempotency: IdempotencyTable::with_limits(limits),
             ..Self::default()
         }
+    }
+
+    /// The idempotency table's bounds.
+    pub fn idempotency_limits(&self) -> IdempotencyLimits {
+        self.idempotency.limits()
+    }
+
+    /// What the idempotency table holds.
+    pub fn idempotency_stats(&self) -> idempotency::IdempotencyStats {
+        self.idempotency.stats()
     }
 
     /// Applies one committed command. Pure and deterministic; never panics.
@@ -140,23 +152,23 @@ impl AuctionBook {
             );
         }
         let now = cmd.ts_ms.max(self.last_ts_ms);
-        let Some(key) = &cmd.idempotency_key else {
+        let Some(tag) = &cmd.idempotency else {
             self.last_ts_ms = now;
             return self.apply_op(&cmd.op, now);
         };
-        if let Err(reason) = idempotency::check_key(key) {
-            self.last_ts_ms = now;
-            return Response::Rejected(Rejection::InvalidInput { reason });
-        }
-        let fingerprint = cmd.request_digest.unwrap_or_else(|| idempotency::fingerprint(&cmd.op));
-        match self.idempotency.lookup(key, &fingerprint, now) {
+        match self.idempotency.lookup(&tag.key, &tag.request, now) {
             Lookup::Replay(response) => return response.clone(),
             Lookup::Reused => return Response::Rejected(Rejection::IdempotencyKeyReused),
+            Lookup::Expired => return Response::Rejected(Rejection::IdempotencyKeyExpired),
             Lookup::Miss => {}
         }
         self.last_ts_ms = now;
+        if let Err(refused) = self.idempotency.admit(tag.client, now) {
+            return Response::Rejected(refused);
+        }
         let response = self.apply_op(&cmd.op, now);
-        self.idempotency.insert(key, fingerprint, response.clone(), now);
+        self.idempotency
+            .insert(tag.key, tag.request, tag.client, response.clone(), now);
         response
     }
 
@@ -190,6 +202,13 @@ impl AuctionBook {
             Op::Batch(_) => Err(Rejection::InvalidInput {
                 reason: "batches do not nest".into(),
             }),
+            Op::SetIdempotencyLimits(limits) => match limits.validate() {
+                Ok(()) => {
+                    self.idempotency.set_limits(*limits);
+                    Ok(Response::None)
+                }
+                Err(reason) => Err(Rejection::InvalidInput { reason }),
+            },
         };
         result.unwrap_or_else(Response::Rejected)
     }

@@ -9,6 +9,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use crate::book::idempotency::{Idempotency, IdempotencyLimits};
 use crate::types::{Actor, AuctionEvent, AuctionId, AuctionSpec, Money, NodeId, Outcome, TimestampMs};
 
 openraft::declare_raft_types!(
@@ -27,11 +28,9 @@ openraft::declare_raft_types!(
 pub struct Command {
     /// Leader's clock when it proposed this command.
     pub ts_ms: TimestampMs,
-    /// Client-chosen key (the `Idempotency-Key` header); `None` for internal commands.
-    pub idempotency_key: Option<String>,
-    /// Digest of the client's request (see `book::idempotency::request_digest`). A retry
-    /// under the same key is recognised by it; without it the op itself is compared.
-    pub request_digest: Option<[u8; 16]>,
+    /// For a client request with an `Idempotency-Key`: the key's digest, the request's
+    /// digest and who sent it (see `book::idempotency`). `None` for internal commands.
+    pub idempotency: Option<Idempotency>,
     pub op: Op,
 }
 
@@ -39,19 +38,24 @@ impl Command {
     pub fn new(ts_ms: TimestampMs, op: Op) -> Self {
         Command {
             ts_ms,
-            idempotency_key: None,
-            request_digest: None,
+            idempotency: None,
             op,
         }
     }
 
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.idempotency_key = Some(key.into());
-        self
+    /// Keyed by `key`, with the operation itself as the request and the default client
+    /// (tests and tools; the API uses [`Command::with_idempotency`]).
+    pub fn with_key(self, key: &str) -> Self {
+        let tag = Idempotency {
+            key: crate::book::idempotency::key_digest(key),
+            request: crate::book::idempotency::fingerprint(&self.op),
+            client: 0,
+        };
+        self.with_idempotency(tag)
     }
 
-    pub fn with_request_digest(mut self, digest: [u8; 16]) -> Self {
-        self.request_digest = Some(digest);
+    pub fn with_idempotency(mut self, tag: Idempotency) -> Self {
+        self.idempotency = Some(tag);
         self
     }
 }
@@ -120,6 +124,8 @@ pub enum Op {
     /// Several client commands committed as one log entry (group commit); applied in
     /// order, each with its own time and idempotency key. Batches do not nest.
     Batch(Vec<Command>),
+    /// New bounds for the idempotency table (the leader proposes its configured ones).
+    SetIdempotencyLimits(IdempotencyLimits),
 }
 
 impl Op {
@@ -138,6 +144,7 @@ impl Op {
             Op::Subscribe { .. } => "subscribe",
             Op::Unsubscribe { .. } => "unsubscribe",
             Op::Batch(_) => "batch",
+            Op::SetIdempotencyLimits(_) => "set_idempotency_limits",
         }
     }
 }
@@ -150,6 +157,8 @@ pub enum Response {
     AuctionCreated {
         auction_id: AuctionId,
         worker: Option<NodeId>,
+        /// The auction's newest event `seq` once created (1, or 2 if it opened at once).
+        seq: u64,
         events: Vec<AuctionEvent>,
     },
     AuctionOpened {
@@ -202,6 +211,22 @@ impl Response {
         }
     }
 
+    /// The response as the idempotency table keeps it: without events (they only feed
+    /// pushes, and a replay pushes nothing).
+    pub fn without_events(&self) -> Response {
+        let mut r = self.clone();
+        match &mut r {
+            Response::AuctionCreated { events, .. }
+            | Response::AuctionOpened { events, .. }
+            | Response::AuctionEnded { events, .. }
+            | Response::AuctionAssigned { events, .. } => events.clear(),
+            Response::BidAccepted(b) => b.events.clear(),
+            Response::Batch(responses) => *responses = responses.iter().map(Response::without_events).collect(),
+            _ => {}
+        }
+        r
+    }
+
     /// Calls `f` for every event, including those inside a batch's responses.
     pub fn for_each_event(&self, f: &mut impl FnMut(&AuctionEvent)) {
         match self {
@@ -223,6 +248,10 @@ pub struct BidAccepted {
     pub min_next_bid: Money,
     pub ends_at_ms: TimestampMs,
     pub reserve_met: bool,
+    /// The auction's newest event `seq` after this bid.
+    pub seq: u64,
+    /// Whether this bid extended the auction (soft close).
+    pub extended: bool,
     pub events: Vec<AuctionEvent>,
 }
 
@@ -271,6 +300,12 @@ pub enum Rejection {
     },
     /// Same idempotency key, different operation.
     IdempotencyKeyReused,
+    /// The key was let go before its 24 hours (the evicted-key filter knows it): the
+    /// request is not executed again.
+    IdempotencyKeyExpired,
+    /// Storing this key would need an early eviction that this hour's evicted-key filter
+    /// has no budget for; the request was not executed.
+    IdempotencyCapacityExhausted,
     /// The auction has as many live UDP subscribers as it may have.
     TooManySubscribers {
         max: u32,
@@ -297,6 +332,8 @@ impl Rejection {
             Rejection::UnknownWorker { .. } => "unknown_worker",
             Rejection::NoCapacity { .. } => "no_capacity",
             Rejection::IdempotencyKeyReused => "idempotency_key_reused",
+            Rejection::IdempotencyKeyExpired => "idempotency_key_expired",
+            Rejection::IdempotencyCapacityExhausted => "idempotency_capacity_exhausted",
             Rejection::TooManySubscribers { .. } => "too_many_subscribers",
         }
     }

@@ -129,8 +129,8 @@ pub fn summarize(entry: &Entry, bytes: usize) -> RecordSummary {
             )
         }
         EntryPayload::Normal(cmd) => {
-            let detail = match &cmd.idempotency_key {
-                Some(k) => format!("{:?} key={k}", cmd.op),
+            let detail = match &cmd.idempotency {
+                Some(tag) => format!("{:?} key={} client={:016x}", cmd.op, hex::encode(tag.key), tag.client),
                 None => format!("{:?}", cmd.op),
             };
             (cmd.op.name().to_string(), Some(cmd.ts_ms), detail)

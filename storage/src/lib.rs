@@ -20,7 +20,7 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
-pub use book::{AuctionBook, BookCounts};
+pub use book::{AuctionBook, BookCounts, IdempotencyLimits};
 pub use command::{BidAccepted, Command, Op, Rejection, Response, TypeConfig};
 pub use error::{Error, Result};
 pub use log_store::{LogStore, LogStoreOptions};

@@ -7,7 +7,7 @@
 //! ```text
 //! offset   size  field
 //! 0        8     magic        b"GAVELSNP"
-//! 8        2     version      u16, currently 1
+//! 8        2     version      u16, currently 2 (1: before the compact idempotency table)
 //! 10       4     meta_len     u32
 //! 14       M     meta         bincode `SnapshotMeta` (last log id, membership, snapshot id)
 //! 14+M     8     payload_len  u64
@@ -32,7 +32,7 @@ use crate::error::IoContext;
 use crate::{bincode_config, Error, Result, SnapshotMeta};
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"GAVELSNP";
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
 /// Largest snapshot payload (the encoded book) written or read; also the most decoding
 /// it may allocate. A file declaring more is refused before it is read into memory.
 pub const SNAPSHOT_PAYLOAD_MAX_BYTES: usize = 1024 * 1024 * 1024;

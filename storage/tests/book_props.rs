@@ -219,7 +219,14 @@ fn command(step: &Step, ts: &mut i64, book: &AuctionBook) -> Command {
     };
     let cmd = Command::new(now, op);
     match step.key {
-        Some(key) => cmd.with_key(format!("key-{key}")),
+        // Three clients, so per-client quotas and the table's bound both come into play.
+        Some(key) => {
+            let mut cmd = cmd.with_key(&format!("key-{key}"));
+            if let Some(tag) = cmd.idempotency.as_mut() {
+                tag.client = u64::from(key % 3);
+            }
+            cmd
+        }
         None => cmd,
     }
 }
@@ -228,7 +235,12 @@ const CLOCK_START_MS: i64 = 1_000_000;
 
 /// A small idempotency table, so that eviction happens within a short sequence.
 fn book() -> AuctionBook {
-    AuctionBook::with_idempotency_limits(3, 200_000)
+    AuctionBook::with_idempotency_limits(gavel_storage::IdempotencyLimits {
+        keys_max: 4,
+        keys_per_client: 2,
+        ttl_ms: 200_000,
+        filter_bits_per_hour: 1 << 10,
+    })
 }
 
 proptest! {

@@ -172,7 +172,10 @@ impl AuctionBook {
         self.extend_if_sniped(&mut events, id, now);
 
         let auction = self.get(id)?;
+        let extended = events.iter().any(|e| matches!(e.kind, EventKind::Extended { .. }));
         Ok(Response::BidAccepted(BidAccepted {
+            seq: auction.seq,
+            extended,
             auction_id: id,
             bid_id,
             price: plan.price,

@@ -75,6 +75,7 @@ impl AuctionBook {
         Ok(Response::AuctionCreated {
             auction_id: id,
             worker,
+            seq: events.last().map_or(0, |e| e.seq),
             events,
         })
     }

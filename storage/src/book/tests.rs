@@ -634,11 +634,6 @@ fn every_rejection_reachable_through_apply() {
             ),
         ),
         (
-            "empty idempotency key",
-            vec![at(STARTS, create(spec()), Want::Created(1))],
-            at(STARTS, bid(1, "alice", 100), Want::Code("invalid_input")).key(""),
-        ),
-        (
             "close before the end",
             vec![at(STARTS, create(spec()), Want::Created(1))],
             at(
@@ -859,7 +854,8 @@ fn every_rejection_reachable_through_apply() {
             other => panic!("{name}: not rejected: {other:?}"),
         };
     }
-    assert_eq!(codes.len(), 17, "every Rejection variant is covered: {codes:?}");
+    // The idempotency refusals that need small limits have tests of their own below.
+    assert_eq!(codes.len(), 17, "every other Rejection variant is covered: {codes:?}");
 }
 
 #[test]
@@ -1500,6 +1496,8 @@ fn idempotent_replay_returns_the_first_response_and_changes_nothing() {
             .key("bid-a"),
         ],
     );
+    // A replay is the first answer without its events (a replay pushes nothing).
+    let first: Vec<Response> = first.iter().map(Response::without_events).collect();
     assert_eq!(first, replays[..3]);
     assert_eq!(book.state_hash(), hash, "replays and key reuse change nothing");
     assert_eq!(book.last_ts_ms(), last_ts);
@@ -1513,60 +1511,173 @@ fn idempotent_replay_returns_the_first_response_and_changes_nothing() {
     );
 }
 
+fn limits(keys_max: u64, keys_per_client: u64, ttl_ms: u64) -> IdempotencyLimits {
+    IdempotencyLimits {
+        keys_max,
+        keys_per_client,
+        ttl_ms,
+        filter_bits_per_hour: 1 << 12,
+    }
+}
+
+/// A keyed command from `client`.
+fn keyed(ts: TimestampMs, op: Op, key: &str, client: u64) -> Command {
+    let cmd = Command::new(ts, op);
+    let tag = idempotency::Idempotency {
+        key: idempotency::key_digest(key),
+        request: idempotency::fingerprint(&cmd.op),
+        client,
+    };
+    cmd.with_idempotency(tag)
+}
+
+fn code_of(r: &Response) -> Option<&'static str> {
+    match r {
+        Response::Rejected(rejection) => Some(rejection.code()),
+        _ => None,
+    }
+}
+
 #[test]
 fn idempotency_keys_expire_by_command_time() {
-    let mut book = AuctionBook::with_idempotency_limits(10, 1_000);
+    let mut book = AuctionBook::with_idempotency_limits(limits(10, 10, 1_000));
     run_on(
         &mut book,
         vec![
             at(STARTS, create(spec()), Want::Created(1)).key("k"),
             at(STARTS + 999, create(spec()), Want::Created(1)).key("k"),
-            // Expired: the key is free again and a different op under it is applied.
+            // Past its time: the key is free again and a different op under it is applied.
             at(STARTS + 1_000, create(spec()), Want::Created(2)).key("k"),
             at(STARTS + 1_500, bid(1, "alice", 100), Want::Ok).key("other"),
         ],
     );
     assert_eq!(book.counts().idempotency_keys, 2);
-    // "k" was stored at STARTS + 1 000, so it expires at STARTS + 2 000, when the next
-    // keyed command evicts it; "other" is still live.
+    // "k" was stored at STARTS + 1 000, so it is over at STARTS + 2 000, when the next
+    // keyed command drops it; "other" is still held. Nothing went early.
     run_on(
         &mut book,
         vec![at(STARTS + 2_000, bid(1, "bob", 200), Want::Ok).key("third")],
     );
     assert!(!book.idempotency.contains("k"));
     assert!(book.idempotency.contains("other") && book.idempotency.contains("third"));
+    assert_eq!(book.idempotency_stats().evicted_total, 0);
 }
 
 #[test]
-fn idempotency_table_evicts_the_oldest_beyond_its_bound() {
-    let mut book = AuctionBook::with_idempotency_limits(2, IDEMPOTENCY_TTL_MS);
-    run_on(
-        &mut book,
-        vec![
-            at(STARTS, create(spec()), Want::Created(1)).key("b"),
-            at(STARTS, create(spec()), Want::Created(2)).key("a"),
-            // Same time: ties break by key, so "a" is the oldest and goes first.
-            at(STARTS, create(spec()), Want::Created(3)).key("c"),
-        ],
-    );
+fn a_key_let_go_early_is_refused_as_expired_never_run_again() {
+    // Two keys per client: the third key of client 7 lets its first go early.
+    let mut book = AuctionBook::with_idempotency_limits(limits(100, 2, IDEMPOTENCY_TTL_MS));
+    let first = book.apply(&keyed(STARTS, create(spec()), "a", 7));
+    assert!(matches!(first, Response::AuctionCreated { auction_id: 1, .. }));
+    book.apply(&keyed(STARTS + 1, create(spec()), "b", 7));
+    book.apply(&keyed(STARTS + 2, create(spec()), "c", 7));
     assert!(!book.idempotency.contains("a"));
-    assert_eq!(book.counts().idempotency_keys, 2);
-    run_on(
-        &mut book,
-        vec![
-            at(STARTS + 1, create(spec()), Want::Created(1)).key("b"),
-            // "a" was forgotten: applied again as new, evicting "b" (oldest at STARTS).
-            at(STARTS + 1, create(spec()), Want::Created(4)).key("a"),
-            at(STARTS + 2, create(spec()), Want::Created(5)).key("b"),
-        ],
+    let hash = book.state_hash();
+    let retry = book.apply(&keyed(STARTS + 3, create(spec()), "a", 7));
+    assert_eq!(code_of(&retry), Some("idempotency_key_expired"));
+    assert_eq!(book.state_hash(), hash, "the expired retry changed nothing");
+    assert_eq!(book.auctions().count(), 3, "and created no fourth auction");
+    // "b" and "c" are still answered from the table.
+    let replay = book.apply(&keyed(STARTS + 4, create(spec()), "c", 7));
+    assert!(matches!(replay, Response::AuctionCreated { auction_id: 3, .. }));
+    assert_eq!(book.idempotency_stats().evicted_total, 1);
+    check_decodes_the_same(&book);
+}
+
+#[test]
+fn one_client_cannot_push_out_anothers_keys() {
+    // Room for 4 keys in all, 3 per client. Client 1 holds one key; client 2 floods.
+    let mut book = AuctionBook::with_idempotency_limits(limits(4, 3, IDEMPOTENCY_TTL_MS));
+    book.apply(&keyed(STARTS, create(spec()), "mine", 1));
+    for i in 0..20u64 {
+        let r = book.apply(&keyed(STARTS + 1 + i, create(spec()), &format!("flood-{i}"), 2));
+        assert!(code_of(&r).is_none(), "flood {i}: {r:?}");
+    }
+    assert!(book.idempotency.contains("mine"), "client 1's key survived the flood");
+    assert!(book.idempotency.contains("flood-19") && !book.idempotency.contains("flood-0"));
+    // A third client arrives with the table full: the biggest client (2) gives way.
+    book.apply(&keyed(STARTS + 30, create(spec()), "theirs", 3));
+    assert!(book.idempotency.contains("mine") && book.idempotency.contains("theirs"));
+    assert_eq!(book.counts().idempotency_keys, 4);
+    let again = book.apply(&keyed(STARTS + 31, create(spec()), "mine", 1));
+    assert!(matches!(again, Response::AuctionCreated { auction_id: 1, .. }));
+    check_decodes_the_same(&book);
+}
+
+#[test]
+fn without_filter_budget_a_request_is_refused_not_forgotten() {
+    // 2^10 bits per hour records 1024 / 15 = 68 early evictions.
+    let tight = IdempotencyLimits {
+        filter_bits_per_hour: 1 << 10,
+        ..limits(1_000, 1, IDEMPOTENCY_TTL_MS)
+    };
+    let mut book = AuctionBook::with_idempotency_limits(tight);
+    let mut refused_at = None;
+    for i in 0..200u64 {
+        let r = book.apply(&keyed(STARTS + i, create(spec()), &format!("k{i}"), 9));
+        if code_of(&r) == Some("idempotency_capacity_exhausted") {
+            refused_at = Some(i);
+            break;
+        }
+    }
+    let refused_at = refused_at.expect("the hour's budget runs out");
+    assert_eq!(refused_at, 69, "68 early evictions fit, the 69th has no room");
+    assert_eq!(book.auctions().count(), 69, "the refused request was not executed");
+    // Every key let go is still recognised.
+    for i in 0..refused_at - 1 {
+        let r = book.apply(&keyed(STARTS + 500, create(spec()), &format!("k{i}"), 9));
+        assert_eq!(code_of(&r), Some("idempotency_key_expired"), "k{i}");
+    }
+    // The next hour has a budget again.
+    let r = book.apply(&keyed(STARTS + 3_600_000, open(1), "later", 9));
+    assert_eq!(code_of(&r), None, "{r:?}");
+    // After 24 hours past its hour the old filter is gone and k0 is a new request.
+    let r = book.apply(&keyed(STARTS + 2 * IDEMPOTENCY_TTL_MS, register(1, 5), "k0", 9));
+    assert_eq!(code_of(&r), None, "{r:?}");
+}
+
+#[test]
+fn the_filter_rarely_refuses_a_new_key() {
+    // At full budget the false-positive rate stays at about 0.1%.
+    let mut book = AuctionBook::with_idempotency_limits(IdempotencyLimits {
+        filter_bits_per_hour: 1 << 16,
+        ..limits(10, 1, IDEMPOTENCY_TTL_MS)
+    });
+    let budget = (1u64 << 16) / 15;
+    for i in 0..budget {
+        book.apply(&keyed(STARTS, open(1), &format!("old-{i}"), 1));
+    }
+    let false_refusals = (0..20_000u64)
+        .filter(|i| {
+            let r = book.apply(&keyed(STARTS + 1, open(1), &format!("new-{i}"), 2 + i));
+            code_of(&r) == Some("idempotency_key_expired")
+        })
+        .count();
+    assert!(
+        false_refusals <= 60,
+        "{false_refusals} of 20000 new keys refused as expired"
     );
-    assert_eq!(book.counts().idempotency_keys, 2);
-    // The limits are part of the state.
-    assert_eq!(AuctionBook::decode(&book.encode()).unwrap(), book);
+}
+
+fn check_decodes_the_same(book: &AuctionBook) {
+    assert_eq!(&AuctionBook::decode(&book.encode()).unwrap(), book);
+}
+
+#[test]
+fn idempotency_limits_are_part_of_the_state() {
+    let mut book = AuctionBook::new();
+    let small = limits(2, 2, IDEMPOTENCY_TTL_MS);
     assert_ne!(
         AuctionBook::new().state_hash(),
-        AuctionBook::with_idempotency_limits(2, IDEMPOTENCY_TTL_MS).state_hash()
+        AuctionBook::with_idempotency_limits(small).state_hash()
     );
+    let r = book.apply(&Command::new(STARTS, Op::SetIdempotencyLimits(small)));
+    assert_eq!(r, Response::None);
+    assert_eq!(book.idempotency_limits(), small);
+    let bad = limits(0, 1, 1);
+    let r = book.apply(&Command::new(STARTS, Op::SetIdempotencyLimits(bad)));
+    assert_eq!(code_of(&r), Some("invalid_input"));
+    check_decodes_the_same(&book);
 }
 
 // ---------------------------------------------------------------------------------------
