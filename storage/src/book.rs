@@ -157,7 +157,7 @@ impl AuctionBook {
             return self.apply_op(&cmd.op, now);
         };
         match self.idempotency.lookup(&tag.key, &tag.request, now) {
-            Lookup::Replay(response) => return response.clone(),
+            Lookup::Replay(response) => return response,
             Lookup::Reused => return Response::Rejected(Rejection::IdempotencyKeyReused),
             Lookup::Expired => return Response::Rejected(Rejection::IdempotencyKeyExpired),
             Lookup::Miss => {}

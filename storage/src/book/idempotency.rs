@@ -177,16 +177,31 @@ pub(crate) struct Entry {
     pub(crate) client: ClientId,
     /// Effective time of the command that stored this entry.
     pub(crate) ts_ms: TimestampMs,
-    /// The first answer, without events.
-    pub(crate) response: Response,
+    /// The first answer, without events, bincode-encoded: a few dozen bytes where the
+    /// `Response` value itself would take its largest variant's size.
+    pub(crate) response: Box<[u8]>,
+}
+
+impl Entry {
+    fn response(&self) -> Response {
+        crate::decode_limited::<Response, { 1 << 20 }>(&self.response)
+            .map(|(r, _)| r)
+            // Encoded by `insert` from a `Response`: decoding cannot fail short of memory
+            // corruption, and even then the answer is a refusal, never a second execution.
+            .unwrap_or_else(|e| {
+                Response::Rejected(Rejection::InvalidInput {
+                    reason: format!("stored first answer unreadable: {e}"),
+                })
+            })
+    }
 }
 
 /// The answer of [`IdempotencyTable::lookup`].
-pub(crate) enum Lookup<'a> {
+pub(crate) enum Lookup {
     /// Not held, and not known to have gone early: admit, apply, insert.
     Miss,
     /// Held with the same request: answer with this and change nothing.
-    Replay(&'a Response),
+    Replay(Response),
     /// Held with a different request.
     Reused,
     /// Went before its 24 hours (the evicted-key filter knows it).
@@ -364,11 +379,11 @@ impl IdempotencyTable {
     }
 
     /// Looks `key` up at time `now`, without changing anything.
-    pub(crate) fn lookup(&self, key: &KeyDigest, fingerprint: &Fingerprint, now: TimestampMs) -> Lookup<'_> {
+    pub(crate) fn lookup(&self, key: &KeyDigest, fingerprint: &Fingerprint, now: TimestampMs) -> Lookup {
         match self.entries.get(key) {
             Some(entry) if !self.is_expired(entry.ts_ms, now) => {
                 if entry.fingerprint == *fingerprint {
-                    Lookup::Replay(&entry.response)
+                    Lookup::Replay(entry.response())
                 } else {
                     Lookup::Reused
                 }
@@ -441,7 +456,9 @@ impl IdempotencyTable {
                 fingerprint,
                 client,
                 ts_ms: now,
-                response: response.without_events(),
+                response: bincode::serde::encode_to_vec(response.without_events(), crate::bincode_config())
+                    .unwrap_or_default()
+                    .into_boxed_slice(),
             },
         );
     }
