@@ -282,3 +282,86 @@ async fn node_files_are_written_durably() {
         .any(|(i, _)| fsync_of(&calls, i).is_some());
     assert!(conf_synced, "sled's conf is fsynced");
 }
+
+/// A data dir whose log has sled blob files, as an older Gavel (sled's default 512 KiB
+/// segment) wrote under heavy load, with every blob file emptied as a power cut leaves
+/// it.
+async fn data_dir_with_emptied_blobs(dir: &Path) {
+    use gavel_storage::{Command as Cmd, Entry, LogStore, LogStoreOptions, Op};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("node-id"), "1\n").unwrap();
+    let store = LogStore::open(
+        dir.join("sled"),
+        LogStoreOptions {
+            segment_size_bytes: 512 * 1024,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for start in (1..=200u64).step_by(8) {
+        let batch: Vec<Entry> = (start..start + 8)
+            .map(|i| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                payload: EntryPayload::Normal(Cmd::new(
+                    i,
+                    Op::PlaceBid {
+                        auction_id: 1,
+                        bidder: format!("{i:06}{}", "b".repeat(64 * 1024)),
+                        amount: Some(i),
+                        max_amount: None,
+                    },
+                )),
+            })
+            .collect();
+        store.append_entries(batch).await.unwrap();
+    }
+    drop(store);
+    let blobs = blob_files(dir);
+    assert!(!blobs.is_empty(), "the old segment size made blob files");
+    for blob in blobs {
+        std::fs::File::create(blob).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_log_sled_cannot_open_is_a_clear_error_not_an_abort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_dir_with_emptied_blobs(&data).await;
+
+    log("gavel log verify names the data dir and the way out, and exits 1");
+    let out = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["log", "verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("the log in {} cannot be opened", data.display())),
+        "{err}"
+    );
+    assert!(err.contains("Recovering a node from its peers"), "{err}");
+    assert!(!err.contains("panicked at"), "no raw panic message: {err}");
+
+    log("gavel serve refuses to start with the same message");
+    let out = Command::new(env!("CARGO_BIN_EXE_gavel"))
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && out.status.code().is_some(),
+        "exits, not aborts: {:?}",
+        out.status
+    );
+    assert!(
+        err.contains(&format!("the log in {} cannot be opened", data.display())),
+        "{err}"
+    );
+    assert!(err.contains("Recovering a node from its peers"), "{err}");
+}
