@@ -294,7 +294,6 @@ async fn to_leader<T: Serialize>(s: &AppState, leader: &NodeAddr, path: &str, bo
     }
 }
 
-/// The leader's reassignment loop. Runs on every node; acts only while leading.
 /// On the leader: makes the replicated idempotency limits the configured ones (a
 /// committed command, so every replica changes them at the same index).
 async fn apply_configured_limits(s: &AppState) {
@@ -309,6 +308,7 @@ async fn apply_configured_limits(s: &AppState) {
     }
 }
 
+/// The leader's reassignment loop. Runs on every node; acts only while leading.
 pub async fn run_reconciler(s: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(RECONCILE_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
