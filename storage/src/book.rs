@@ -63,6 +63,9 @@ use sha2::{Digest, Sha256};
 use crate::command::{Command, Op, Rejection, Response};
 use crate::types::{Auction, AuctionEvent, AuctionId, AuctionStatus, EventKind, Money, NodeId, TimestampMs, Worker};
 
+pub mod accounts;
+#[cfg(test)]
+mod accounts_tests;
 mod bidding;
 pub mod idempotency;
 mod invariants;
@@ -101,6 +104,12 @@ pub struct AuctionBook {
     /// UDP subscribers of each auction: address → expiry (command time). Replicated, so
     /// a worker that takes an auction over knows whom to push to.
     subscriptions: BTreeMap<AuctionId, BTreeMap<String, TimestampMs>>,
+    /// Accounts by name (see [`accounts`]).
+    accounts: BTreeMap<String, accounts::Account>,
+    /// Enabled accounts' current token hashes → account name.
+    accounts_by_token: BTreeMap<accounts::TokenHash, String>,
+    /// Derived: each leading bidder's summed maxima over auctions not yet final.
+    exposure: BTreeMap<String, Money>,
 }
 
 /// Summary counts for `gavel snapshot inspect` and metrics.
@@ -152,9 +161,14 @@ impl AuctionBook {
             );
         }
         let now = cmd.ts_ms.max(self.last_ts_ms);
+        // Before the idempotency table: a refused caller's answer is not remembered.
+        if let Err(refused) = self.authorize(cmd.caller.as_ref(), &cmd.op) {
+            self.last_ts_ms = now;
+            return Response::Rejected(refused);
+        }
         let Some(tag) = &cmd.idempotency else {
             self.last_ts_ms = now;
-            return self.apply_op(&cmd.op, now);
+            return self.apply_op(cmd, now);
         };
         match self.idempotency.lookup(&tag.key, &tag.request, now) {
             Lookup::Replay(response) => return response,
@@ -166,14 +180,14 @@ impl AuctionBook {
         if let Err(refused) = self.idempotency.admit(tag.client, now) {
             return Response::Rejected(refused);
         }
-        let response = self.apply_op(&cmd.op, now);
+        let response = self.apply_op(cmd, now);
         self.idempotency
             .insert(tag.key, tag.request, tag.client, response.clone(), now);
         response
     }
 
-    fn apply_op(&mut self, op: &Op, now: TimestampMs) -> Response {
-        let result = match op {
+    fn apply_op(&mut self, cmd: &Command, now: TimestampMs) -> Response {
+        let result = match &cmd.op {
             Op::CreateAuction { spec, worker } => self.create_auction(spec, *worker, now),
             Op::OpenAuction { auction_id } => self.open_auction(*auction_id, now),
             Op::PlaceBid {
@@ -181,7 +195,7 @@ impl AuctionBook {
                 bidder,
                 amount,
                 max_amount,
-            } => self.place_bid(*auction_id, bidder, *amount, *max_amount, now),
+            } => self.place_bid(*auction_id, bidder, *amount, *max_amount, cmd.signed.as_ref(), now),
             Op::BuyNow { auction_id, buyer } => self.buy_now(*auction_id, buyer, now),
             Op::CloseAuction { auction_id } => self.close_auction(*auction_id, now),
             Op::CancelAuction { auction_id, by } => self.cancel_auction(*auction_id, by, now),
@@ -202,6 +216,9 @@ impl AuctionBook {
             Op::Batch(_) => Err(Rejection::InvalidInput {
                 reason: "batches do not nest".into(),
             }),
+            Op::CreateAccount(account) => self.create_account(account, now),
+            Op::RotateToken { name, token_hash } => self.rotate_token(name, token_hash),
+            Op::DisableAccount { name } => self.disable_account(name),
             Op::SetIdempotencyLimits(limits) => match limits.validate() {
                 Ok(()) => {
                     self.idempotency.set_limits(*limits);

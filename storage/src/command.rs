@@ -9,6 +9,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use crate::book::accounts::{Account, Caller, Signed, TokenHash};
 use crate::book::idempotency::{Idempotency, IdempotencyLimits};
 use crate::types::{Actor, AuctionEvent, AuctionId, AuctionSpec, Money, NodeId, Outcome, TimestampMs};
 
@@ -31,6 +32,11 @@ pub struct Command {
     /// For a client request with an `Idempotency-Key`: the key's digest, the request's
     /// digest and who sent it (see `book::idempotency`). `None` for internal commands.
     pub idempotency: Option<Idempotency>,
+    /// The account a client command is sent as; `None` for the cluster's own commands
+    /// (see `book::accounts`).
+    pub caller: Option<Caller>,
+    /// A signed request's nonce, signature and body (signed bids).
+    pub signed: Option<Signed>,
     pub op: Op,
 }
 
@@ -39,6 +45,8 @@ impl Command {
         Command {
             ts_ms,
             idempotency: None,
+            caller: None,
+            signed: None,
             op,
         }
     }
@@ -56,6 +64,16 @@ impl Command {
 
     pub fn with_idempotency(mut self, tag: Idempotency) -> Self {
         self.idempotency = Some(tag);
+        self
+    }
+
+    pub fn with_caller(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
+        self
+    }
+
+    pub fn with_signature(mut self, signed: Signed) -> Self {
+        self.signed = Some(signed);
         self
     }
 }
@@ -126,6 +144,17 @@ pub enum Op {
     Batch(Vec<Command>),
     /// New bounds for the idempotency table (the leader proposes its configured ones).
     SetIdempotencyLimits(IdempotencyLimits),
+    /// A new account (the stored copy is enabled, stamped, with no nonce used yet).
+    CreateAccount(Account),
+    /// Replace an account's token: the old one stops working at this index.
+    RotateToken {
+        name: String,
+        token_hash: TokenHash,
+    },
+    /// Disable an account for good; its name is never reused.
+    DisableAccount {
+        name: String,
+    },
 }
 
 impl Op {
@@ -145,6 +174,9 @@ impl Op {
             Op::Unsubscribe { .. } => "unsubscribe",
             Op::Batch(_) => "batch",
             Op::SetIdempotencyLimits(_) => "set_idempotency_limits",
+            Op::CreateAccount(_) => "create_account",
+            Op::RotateToken { .. } => "rotate_token",
+            Op::DisableAccount { .. } => "disable_account",
         }
     }
 }
@@ -192,6 +224,10 @@ pub enum Response {
     Unsubscribed {
         auction_id: AuctionId,
         addr: String,
+    },
+    /// An account was created, its token rotated, or it was disabled.
+    AccountChanged {
+        name: String,
     },
     Rejected(Rejection),
     /// The responses to an `Op::Batch`, in order.
@@ -306,6 +342,32 @@ pub enum Rejection {
     /// Storing this key would need an early eviction that this hour's evicted-key filter
     /// has no budget for; the request was not executed.
     IdempotencyCapacityExhausted,
+    /// No caller, an unknown or disabled account, or a token that is not the account's
+    /// current one.
+    Unauthenticated,
+    /// The caller's account lacks the role the operation needs.
+    Forbidden {
+        role: String,
+    },
+    /// A bidder, buyer or seller name that is not the caller's own account.
+    IdentityMismatch,
+    AccountExists,
+    UnknownAccount {
+        name: String,
+    },
+    /// A signed request whose signature does not verify (or is missing or unexpected).
+    BadSignature {
+        reason: String,
+    },
+    /// A nonce not greater than the account's last one.
+    ReplayedNonce {
+        last_nonce: u64,
+    },
+    /// The bid would take the account's exposure past its budget.
+    OverBudget {
+        exposure: Money,
+        budget: Money,
+    },
     /// The auction has as many live UDP subscribers as it may have.
     TooManySubscribers {
         max: u32,
@@ -334,6 +396,14 @@ impl Rejection {
             Rejection::IdempotencyKeyReused => "idempotency_key_reused",
             Rejection::IdempotencyKeyExpired => "idempotency_key_expired",
             Rejection::IdempotencyCapacityExhausted => "idempotency_capacity_exhausted",
+            Rejection::Unauthenticated => "unauthenticated",
+            Rejection::Forbidden { .. } => "forbidden",
+            Rejection::IdentityMismatch => "identity_mismatch",
+            Rejection::AccountExists => "account_exists",
+            Rejection::UnknownAccount { .. } => "unknown_account",
+            Rejection::BadSignature { .. } => "bad_signature",
+            Rejection::ReplayedNonce { .. } => "replayed_nonce",
+            Rejection::OverBudget { .. } => "over_budget",
             Rejection::TooManySubscribers { .. } => "too_many_subscribers",
         }
     }

@@ -320,6 +320,8 @@ pub struct BidRecord {
     pub price_after: Money,
     /// Who led right after this bid.
     pub leader_after: String,
+    /// For a signed bid: the nonce, signature and body the bidder signed.
+    pub signed: Option<crate::book::accounts::Signed>,
 }
 
 /// The current leader of an English auction and the proxy ceiling the book bids up to.

@@ -4,6 +4,7 @@
 //! [`AuctionBook::place_bid`] checks the window and the bidder, asks for a plan, and only
 //! then changes the auction.
 
+use super::accounts::Signed;
 use super::lifecycle::{check_biddable, check_party};
 use super::AuctionBook;
 use crate::command::{BidAccepted, Rejection, Response};
@@ -114,18 +115,47 @@ pub(super) fn plan_bid(
 }
 
 impl AuctionBook {
+    /// A bid. A signed bid's nonce is spent whatever the outcome once its signature
+    /// verifies, so the request can never be replayed (see `accounts`).
     pub(super) fn place_bid(
         &mut self,
         id: AuctionId,
         bidder: &str,
         amount: Option<Money>,
         max_amount: Option<Money>,
+        signed: Option<&Signed>,
+        now: TimestampMs,
+    ) -> Result<Response, Rejection> {
+        self.get(id)?;
+        let nonce = self.check_signature(bidder, id, signed)?;
+        let result = self.place_verified_bid(id, bidder, amount, max_amount, signed, now);
+        if let Some(nonce) = nonce {
+            self.spend_nonce(bidder, nonce);
+        }
+        result
+    }
+
+    fn place_verified_bid(
+        &mut self,
+        id: AuctionId,
+        bidder: &str,
+        amount: Option<Money>,
+        max_amount: Option<Money>,
+        signed: Option<&Signed>,
         now: TimestampMs,
     ) -> Result<Response, Rejection> {
         let auction = self.get(id)?;
         check_biddable(auction, now)?;
         check_party(auction, bidder, "bidder")?;
         let plan = plan_bid(auction, bidder, amount, max_amount)?;
+        let old_leader = auction.leader.as_ref().map(|l| (l.bidder.clone(), l.max_amount));
+        if plan.bidder_leads {
+            let released = match &old_leader {
+                Some((name, max)) if name == bidder => *max,
+                _ => 0,
+            };
+            self.check_budget(bidder, released, plan.leader_max)?;
+        }
         let bid_id = self
             .last_bid_id
             .checked_add(1)
@@ -146,6 +176,10 @@ impl AuctionBook {
                 max_amount: plan.leader_max,
                 bid_id,
             });
+            if let Some((name, max)) = &old_leader {
+                self.shift_exposure(name, *max, 0);
+            }
+            self.shift_exposure(bidder, 0, plan.leader_max);
         }
         let kind = EventKind::BidAccepted {
             bid_id,
@@ -163,6 +197,7 @@ impl AuctionBook {
                 ts_ms: now,
                 price_after: plan.price,
                 leader_after: plan.leader.clone(),
+                signed: signed.cloned(),
             };
             if let Some(auction) = self.auctions.get_mut(&id) {
                 auction.bids.push(record);

@@ -37,6 +37,24 @@ impl AuctionBook {
         if let Some((&key, worker)) = self.workers.iter().find(|(key, worker)| **key != worker.node_id) {
             return Err(format!("worker {key} is registered as node {}", worker.node_id));
         }
+        let mut exposure: BTreeMap<String, crate::types::Money> = BTreeMap::new();
+        for auction in self.auctions.values().filter(|a| !a.status.is_final()) {
+            if let Some(leader) = &auction.leader {
+                *exposure.entry(leader.bidder.clone()).or_default() += leader.max_amount;
+            }
+        }
+        if exposure != self.exposure {
+            return Err("the exposure index does not match the leaders' maxima".into());
+        }
+        for (hash, name) in &self.accounts_by_token {
+            match self.accounts.get(name) {
+                Some(a) if a.token_hash == *hash && !a.disabled => {}
+                _ => return Err(format!("token index names account {name:?} wrongly")),
+            }
+        }
+        if self.accounts.values().filter(|a| !a.disabled).count() != self.accounts_by_token.len() {
+            return Err("an enabled account is missing from the token index".into());
+        }
         self.idempotency.check()
     }
 

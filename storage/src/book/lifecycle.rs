@@ -104,6 +104,7 @@ impl AuctionBook {
         if auction.leader.is_some() && !reserve_unmet {
             return Err(Rejection::BuyNowUnavailable);
         }
+        self.check_budget(buyer, 0, price)?;
 
         let mut events = Vec::new();
         self.open_if_due(&mut events, id, now);
@@ -202,8 +203,12 @@ impl AuctionBook {
         auction.status = status;
         auction.outcome = Some(outcome.clone());
         auction.closed_at_ms = Some(now);
+        let leader = auction.leader.as_ref().map(|l| (l.bidder.clone(), l.max_amount));
         if let Some(node_id) = auction.worker {
             self.unhost(node_id, id);
+        }
+        if let Some((name, max)) = leader {
+            self.shift_exposure(&name, max, 0);
         }
         let kind = match (status, outcome) {
             (AuctionStatus::Cancelled, Outcome::Cancelled { by }) => EventKind::Cancelled { by },
