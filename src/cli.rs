@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Shared secret of the cluster (>= 16 bytes), required on node RPC and admin routes.
     #[arg(long, env = "GAVEL_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// File holding the first admin's token, for a node that bootstraps a cluster.
+    /// [default: a new token written to <data-dir>/admin.token]
+    #[arg(long, env = "GAVEL_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Cluster name. [default: gavel]
     #[arg(long, env = "GAVEL_CLUSTER_NAME")]
     pub cluster_name: Option<String>,

@@ -58,6 +58,9 @@ pub struct Config {
     pub http: HttpLimits,
     /// Bounds of the idempotency table (replicated: the leader's apply to the cluster).
     pub idempotency: IdempotencyConfig,
+    /// A file holding the first admin's token, used when this node bootstraps a cluster
+    /// (default: a new token written to `<data_dir>/admin.token`).
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `[idempotency]`: how many keys are remembered, per client and in all, for how long,
@@ -147,6 +150,7 @@ impl std::fmt::Debug for Config {
             .field("raft", &self.raft)
             .field("http", &self.http)
             .field("idempotency", &self.idempotency)
+            .field("admin_token_file", &self.admin_token_file)
             .finish()
     }
 }
@@ -171,6 +175,7 @@ impl Default for Config {
             raft: RaftTimings::default(),
             http: HttpLimits::default(),
             idempotency: IdempotencyConfig::default(),
+            admin_token_file: None,
         }
     }
 }
@@ -191,6 +196,9 @@ impl Config {
         }
         if let Some(v) = &args.join {
             config.join = Some(v.clone());
+        }
+        if let Some(v) = &args.admin_token_file {
+            config.admin_token_file = Some(v.clone());
         }
         if let Some(v) = &args.cluster_secret {
             config.cluster_secret = Some(v.clone());

@@ -91,6 +91,109 @@ fn claim_data_dir(dir: &Path, id: u64) -> Result<()> {
     }
 }
 
+/// File in the data dir holding the first admin's token (mode 0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// File in the data dir holding a cluster secret the node generated (mode 0600).
+pub const CLUSTER_SECRET_FILE: &str = "cluster.secret";
+/// Pause between attempts to create the first admin.
+const FIRST_ADMIN_RETRY_MS: u64 = 200;
+
+/// The cluster secret: configured, else the one this node generated earlier, else a new
+/// one, stored durably in the data dir with instructions for the nodes that will join.
+fn cluster_secret(config: &Config) -> Result<String> {
+    if let Some(secret) = &config.cluster_secret {
+        return Ok(secret.clone());
+    }
+    let path = config.data_dir.join(CLUSTER_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= crate::config::CLUSTER_SECRET_MIN_BYTES => return Ok(text.trim().to_string()),
+        Ok(_) => bail!("{} is too short to be a cluster secret", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let secret = gavel_api::auth::new_token()
+        .trim_start_matches(gavel_api::auth::TOKEN_PREFIX)
+        .to_string();
+    gavel_storage::fsutil::write_durably_private(&path, format!("{secret}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(
+        file = %path.display(),
+        "no cluster secret was configured: generated one. Nodes that join this cluster need it: \
+         GAVEL_CLUSTER_SECRET=$(cat {}) gavel serve --join <this node> ...",
+        path.display()
+    );
+    Ok(secret)
+}
+
+/// The first admin's token: `--admin-token-file` if given, else `<data_dir>/admin.token`.
+/// With `create`, a missing data-dir token is generated and written durably (mode 0600).
+fn first_admin_token(config: &Config, create: bool) -> Result<Option<String>> {
+    let (path, configured) = match &config.admin_token_file {
+        Some(path) => (path.clone(), true),
+        None => (config.data_dir.join(ADMIN_TOKEN_FILE), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(Some(text.trim().to_string())),
+        Ok(_) => bail!("{} is empty: it must hold the first admin's token", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && configured => {
+            bail!("admin_token_file {} does not exist", path.display())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    if !create {
+        return Ok(None);
+    }
+    let token = gavel_api::auth::new_token();
+    gavel_storage::fsutil::write_durably_private(&path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(
+        file = %path.display(),
+        "the first admin's API token is in this file: TOKEN=$(cat {})",
+        path.display()
+    );
+    Ok(Some(token))
+}
+
+/// Creates the account `admin` with `token` once this node leads a cluster that has no
+/// admin yet (a committed command, proposed by the cluster itself).
+async fn ensure_first_admin(raft: Raft, sm: StateMachineStore, token: String, mut stop: watch::Receiver<bool>) {
+    use gavel_storage::book::accounts::{hash_token, Account, Role};
+    loop {
+        if sm.read().book.has_admin() || *stop.borrow() {
+            return;
+        }
+        if raft.metrics().borrow().state == openraft::ServerState::Leader {
+            let account = Account {
+                name: "admin".into(),
+                roles: [Role::Admin].into_iter().collect(),
+                budget: None,
+                public_key: None,
+                token_hash: hash_token(&token),
+                disabled: false,
+                created_at_ms: 0,
+                last_nonce: 0,
+            };
+            let cmd = gavel_storage::Command::new(gavel_api::json::now_ms(), gavel_storage::Op::CreateAccount(account));
+            match gavel_raft::cluster::write(&raft, cmd).await {
+                Ok((_, gavel_storage::Response::AccountChanged { .. })) => {
+                    tracing::info!("created the first admin account, \"admin\"");
+                    return;
+                }
+                Ok((_, other)) => {
+                    tracing::warn!(answer = ?other, "the first admin account was not created");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "first admin not created yet"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(FIRST_ADMIN_RETRY_MS)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
 /// Opens and verifies the log. A log sled cannot open (it panicked, as sled 0.34.7 does
 /// on a blob file emptied by a power cut) names the data dir and the way out.
 fn open_log(config: &Config) -> Result<LogStore> {
@@ -150,12 +253,13 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         .with_context(|| format!("listening on {}", config.listen))?;
     let bound = listener.local_addr()?;
     let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let secret: Option<Arc<str>> = config.cluster_secret.as_deref().map(Arc::from);
+    let cluster_secret = cluster_secret(&config)?;
+    let secret: Option<Arc<str>> = Some(Arc::from(cluster_secret.as_str()));
     let raft_config = config
         .raft
         .to_openraft(&config.cluster_name)
         .map_err(anyhow::Error::msg)?;
-    let network = HttpNetwork::new(config.cluster_secret.as_deref().unwrap_or(""), config.source_ip);
+    let network = HttpNetwork::new(&cluster_secret, config.source_ip);
     let raft = Raft::new(config.id, raft_config, network, log.clone(), sm.clone())
         .await
         .context("starting raft")?;
@@ -167,11 +271,17 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         }
     } else if config.join.is_none() {
         let members = BTreeMap::from([(config.id, BasicNode::new(advertise.clone()))]);
+        // The first admin's token is on disk before the cluster exists, so that a crash
+        // in between leaves a token to propose again at the next start.
+        first_admin_token(&config, true)?;
         match raft.initialize(members).await {
             Ok(()) => tracing::info!(id = config.id, addr = %advertise, "bootstrapped a one-node cluster"),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(e).context("bootstrapping the cluster"),
         }
+    }
+    if let Some(token) = first_admin_token(&config, false)? {
+        tokio::spawn(ensure_first_admin(raft.clone(), sm.clone(), token, stop.clone()));
     }
 
     let udp_socket = Arc::new(
@@ -234,7 +344,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
 
     if fresh {
         if let Some(join) = config.join.clone() {
-            let secret = config.cluster_secret.clone().unwrap_or_default();
+            let secret = cluster_secret.clone();
             tokio::select! {
                 result = join_cluster(&join, config.id, &advertise, &secret) => result?,
                 _ = stop.wait_for(|s| *s) => {}

@@ -19,6 +19,7 @@ use gavel_storage::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::auth::{authenticate, Authenticated};
 use crate::error::ApiError;
 use crate::forward::{forward, RawRequest};
 use crate::json::{now_ms, parse_json, parse_rfc3339, rfc3339};
@@ -57,7 +58,8 @@ struct SoftCloseDto {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateAuction {
-    seller: String,
+    /// Optional: the caller's account is the seller; if given it must be that name.
+    seller: Option<String>,
     title: String,
     starting_price: u64,
     increment: IncrementDto,
@@ -70,7 +72,7 @@ struct CreateAuction {
 }
 
 impl CreateAuction {
-    fn into_spec(self, now: u64) -> Result<AuctionSpec, ApiError> {
+    fn into_spec(self, now: u64, seller: String) -> Result<AuctionSpec, ApiError> {
         let starts_at_ms = match &self.starts_at {
             Some(s) => parse_rfc3339("starts_at", s)?,
             None => now,
@@ -103,7 +105,7 @@ impl CreateAuction {
             ),
         };
         let spec = AuctionSpec {
-            seller: self.seller,
+            seller,
             title: self.title,
             starting_price: self.starting_price,
             increment,
@@ -124,11 +126,10 @@ impl CreateAuction {
 
 /// Attaches the request's `Idempotency-Key`, if any, after checking it, with the digest
 /// of the request as the client sent it: a retry is the same request, even though the
-/// leader stamps a new time into the command.
-///
-/// The client, for the table's per-client quota, is the source address (as the node that
-/// first received the request saw it).
-pub fn with_idempotency_key(s: &AppState, cmd: Command, req: &RawRequest) -> Result<Command, ApiError> {
+/// leader stamps a new time into the command. Keys are the caller's own: the digest is
+/// of the account name and the key, and the account is the client the table's quota
+/// counts against.
+pub fn with_idempotency_key(cmd: Command, req: &RawRequest, auth: &Authenticated) -> Result<Command, ApiError> {
     let Some(raw) = req.headers.get(IDEMPOTENCY_HEADER) else {
         return Ok(cmd);
     };
@@ -138,23 +139,20 @@ pub fn with_idempotency_key(s: &AppState, cmd: Command, req: &RawRequest) -> Res
         .filter(|k| k.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
         .ok_or_else(|| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
     idempotency::check_key(key).map_err(|m| ApiError::invalid(format!("Idempotency-Key: {m}")))?;
-    let client = match req.client_ip(s.secret.as_deref()) {
-        Some(ip) => format!("ip:{ip}"),
-        None => "ip:unknown".to_string(),
-    };
     Ok(cmd.with_idempotency(idempotency::Idempotency {
-        key: idempotency::key_digest(key),
+        key: idempotency::key_digest(&format!("{}\0{key}", auth.name())),
         request: idempotency::request_digest(req.method.as_str(), req.uri.path(), &req.body),
-        client: idempotency::client_id(&client),
+        client: idempotency::client_id(&format!("account:{}", auth.name())),
     }))
 }
 
-/// Proposes a command built from the request. A follower forwards the request; a
-/// committed rejection becomes an error response.
+/// Proposes a command built from the request, as the caller its token names. A
+/// follower forwards the request (the leader authenticates it); a committed rejection
+/// becomes an error response.
 pub async fn propose(
     s: &AppState,
     req: &RawRequest,
-    build: impl FnOnce(u64) -> Result<Op, ApiError>,
+    build: impl FnOnce(u64, &Authenticated) -> Result<Op, ApiError>,
 ) -> Result<Result<BookResponse, Response>, ApiError> {
     if let Some(problem) = s.stopped() {
         return Err(problem);
@@ -163,8 +161,17 @@ pub async fn propose(
     if s.raft.metrics().borrow().state != openraft::ServerState::Leader {
         return Ok(Err(forward(s, cluster::leader(&s.raft), req).await));
     }
+    let auth = authenticate(s, req)?;
     let now = now_ms();
-    let cmd = with_idempotency_key(s, Command::new(now, build(now)?), req)?;
+    let op = build(now, &auth)?;
+    let signed = match op {
+        Op::PlaceBid { .. } => crate::auth::signature(req)?,
+        _ => None,
+    };
+    let mut cmd = with_idempotency_key(Command::new(now, op).with_caller(auth.caller.clone()), req, &auth)?;
+    if let Some(signed) = signed {
+        cmd = cmd.with_signature(signed);
+    }
     match s.proposer.write(cmd).await {
         Ok((_, BookResponse::Rejected(r))) => Err(ApiError::Rejected(r)),
         Ok((_, resp)) => Ok(Ok(resp)),
@@ -197,8 +204,9 @@ async fn wait_for_worker(s: &AppState) -> Option<u64> {
 pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     let body: CreateAuction = parse_json(&req.body)?;
     let worker = wait_for_worker(&s).await;
-    let resp = propose(&s, &req, |now| {
-        let spec = body.into_spec(now)?;
+    let resp = propose(&s, &req, |now, auth| {
+        let seller = auth.own_name(body.seller.clone())?;
+        let spec = body.into_spec(now, seller)?;
         let worker = worker.ok_or_else(|| {
             ApiError::NoCapacity("every live worker is full (or none has reported yet); retry later".into())
         })?;

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gavel_raft::secret_matches;
+use gavel_storage::book::accounts::Role;
 use gavel_storage::{Actor, Op, Outcome, Response as BookResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -26,7 +26,8 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlaceBid {
-    bidder: String,
+    /// Optional: the caller's account bids; if given it must be that name.
+    bidder: Option<String>,
     amount: Option<u64>,
     max_amount: Option<u64>,
 }
@@ -43,13 +44,15 @@ pub async fn place_bid(
             message: "give amount, max_amount, or both".into(),
         });
     }
-    let op = Op::PlaceBid {
-        auction_id: id,
-        bidder: body.bidder,
-        amount: body.amount,
-        max_amount: body.max_amount,
+    let build = |_, auth: &crate::auth::Authenticated| {
+        Ok(Op::PlaceBid {
+            auction_id: id,
+            bidder: auth.own_name(body.bidder)?,
+            amount: body.amount,
+            max_amount: body.max_amount,
+        })
     };
-    match propose(&s, &req, |_| Ok(op)).await? {
+    match propose(&s, &req, build).await? {
         Err(forwarded) => Ok(forwarded),
         Ok(BookResponse::BidAccepted(b)) => Ok((
             StatusCode::CREATED,
@@ -104,7 +107,8 @@ pub async fn list_bids(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BuyNow {
-    buyer: String,
+    /// Optional: the caller's account buys; if given it must be that name.
+    buyer: Option<String>,
 }
 
 pub async fn buy_now(
@@ -112,12 +116,18 @@ pub async fn buy_now(
     ApiPath(id): ApiPath<u64>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
-    let body: BuyNow = parse_json(&req.body)?;
-    let op = Op::BuyNow {
-        auction_id: id,
-        buyer: body.buyer,
+    let body: BuyNow = if req.body.iter().all(u8::is_ascii_whitespace) {
+        BuyNow { buyer: None }
+    } else {
+        parse_json(&req.body)?
     };
-    ended(&s, id, propose(&s, &req, |_| Ok(op)).await?)
+    let build = |_, auth: &crate::auth::Authenticated| {
+        Ok(Op::BuyNow {
+            auction_id: id,
+            buyer: auth.own_name(body.buyer)?,
+        })
+    };
+    ended(&s, id, propose(&s, &req, build).await?)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -126,8 +136,8 @@ struct Cancel {
     seller: Option<String>,
 }
 
-/// The seller may cancel before the first bid (`{"seller": "…"}`); an admin (the
-/// cluster secret as `Authorization: Bearer …`) any time before the end.
+/// The seller may cancel before the first bid; an admin any time before the end. Who
+/// cancels is the caller's account: its own auction as the seller, else as an admin.
 pub async fn cancel(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,
@@ -138,19 +148,17 @@ pub async fn cancel(
     } else {
         parse_json(&req.body)?
     };
-    let admin = req.headers.contains_key(axum::http::header::AUTHORIZATION);
-    let by = match (admin, body.seller) {
-        (true, _) if secret_matches(s.secret.as_deref(), &req.headers) => Actor::Admin,
-        (true, _) => return Err(ApiError::Unauthorized("wrong admin credentials".into())),
-        (false, Some(seller)) => Actor::Seller(seller),
-        (false, None) => {
-            return Err(ApiError::invalid(
-                "give {\"seller\": \"…\"}, or the admin secret as Authorization: Bearer …",
-            ))
-        }
+    let build = |_, auth: &crate::auth::Authenticated| {
+        let seller = s.sm.read().book.auction(id).map(|a| a.spec.seller.clone());
+        let by = match (body.seller, seller) {
+            (Some(given), _) => Actor::Seller(auth.own_name(Some(given))?),
+            (None, Some(seller)) if seller == auth.name() => Actor::Seller(seller),
+            (None, _) if auth.has(Role::Admin) => Actor::Admin,
+            (None, _) => return Err(ApiError::Rejected(gavel_storage::Rejection::NotSeller)),
+        };
+        Ok(Op::CancelAuction { auction_id: id, by })
     };
-    let op = Op::CancelAuction { auction_id: id, by };
-    ended(&s, id, propose(&s, &req, |_| Ok(op)).await?)
+    ended(&s, id, propose(&s, &req, build).await?)
 }
 
 fn ended(s: &AppState, id: u64, resp: Result<BookResponse, Response>) -> Result<Response, ApiError> {

@@ -1,9 +1,9 @@
 //! Cluster and operations endpoints: `/health`, `/ready`, `/metrics`, `/v1/cluster`,
 //! `/v1/cluster/nodes`, `/v1/admin/snapshot`.
 //!
-//! Membership changes and admin actions need the cluster secret
-//! (`Authorization: Bearer <secret>`) when one is configured; a node without a secret
-//! runs alone and refuses to add nodes.
+//! Membership changes and admin actions need an admin account's token
+//! (`Authorization: Bearer <token>`); adding a node also accepts the cluster secret, which
+//! a joining node presents.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -154,14 +154,18 @@ pub async fn cluster_info(State(s): State<AppState>) -> Json<serde_json::Value> 
     }))
 }
 
-fn require_secret(s: &AppState, req: &RawRequest) -> Result<(), ApiError> {
-    match &s.secret {
-        None => Ok(()),
-        Some(secret) if secret_matches(Some(secret), &req.headers) => Ok(()),
-        Some(_) => Err(ApiError::Unauthorized(
-            "missing or wrong cluster secret (Authorization: Bearer …)".into(),
-        )),
+/// Admin routes need an admin account's token.
+fn require_admin(s: &AppState, req: &RawRequest) -> Result<(), ApiError> {
+    crate::auth::authenticate_admin(s, req).map(|_| ())
+}
+
+/// Adding a node takes an admin token, or the cluster secret: a node started with
+/// `--join` asks with the secret it shares with the cluster.
+fn require_admin_or_secret(s: &AppState, req: &RawRequest) -> Result<(), ApiError> {
+    if secret_matches(s.secret.as_deref(), &req.headers) {
+        return Ok(());
     }
+    require_admin(s, req)
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,13 +189,7 @@ async fn leader_only(
 }
 
 pub async fn add_node(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
-    require_secret(&s, &req)?;
-    if s.secret.is_none() {
-        return Err(ApiError::BadRequest {
-            code: "no_cluster_secret",
-            message: "this node has no cluster secret; start every node with --cluster-secret to form a cluster".into(),
-        });
-    }
+    require_admin_or_secret(&s, &req)?;
     let body: AddNode = parse_json(&req.body)?;
     let resp = leader_only(
         &s,
@@ -210,7 +208,7 @@ pub async fn remove_node(
     ApiPath(id): ApiPath<u64>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
-    require_secret(&s, &req)?;
+    require_admin(&s, &req)?;
     // A removed node stops being a worker too: its auctions are reassigned at once.
     let change = async {
         cluster::remove_node(&s.raft, id).await?;
@@ -231,7 +229,7 @@ pub async fn remove_node(
 
 /// Takes a snapshot of this node's state now and waits until it is on disk.
 pub async fn take_snapshot(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
-    require_secret(&s, &req)?;
+    require_admin(&s, &req)?;
     let applied = s.raft.metrics().borrow().last_applied;
     s.raft
         .trigger()
@@ -260,7 +258,7 @@ pub async fn take_snapshot(State(s): State<AppState>, req: RawRequest) -> Result
 /// Downloads the newest snapshot file, byte for byte (verifiable with
 /// `gavel snapshot verify`).
 pub async fn download_snapshot(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
-    require_secret(&s, &req)?;
+    require_admin(&s, &req)?;
     let sm = s.sm.clone();
     let found = tokio::task::spawn_blocking(move || sm.snapshot_dir().load_newest_valid())
         .await

@@ -130,7 +130,14 @@ impl ApiError {
 /// HTTP status of each domain rejection.
 pub fn rejection_status(r: &Rejection) -> StatusCode {
     match r {
-        Rejection::UnknownAuction { .. } | Rejection::UnknownWorker { .. } => StatusCode::NOT_FOUND,
+        Rejection::UnknownAuction { .. } | Rejection::UnknownWorker { .. } | Rejection::UnknownAccount { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        Rejection::Unauthenticated | Rejection::BadSignature { .. } => StatusCode::UNAUTHORIZED,
+        Rejection::Forbidden { .. } | Rejection::IdentityMismatch => StatusCode::FORBIDDEN,
+        Rejection::AccountExists | Rejection::ReplayedNonce { .. } | Rejection::OverBudget { .. } => {
+            StatusCode::CONFLICT
+        }
         Rejection::InvalidAmount { .. } | Rejection::InvalidInput { .. } => StatusCode::BAD_REQUEST,
         Rejection::NotSeller => StatusCode::FORBIDDEN,
         Rejection::NoCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -171,6 +178,24 @@ fn rejection_message(r: &Rejection) -> String {
                                             was not executed again. Check the outcome with a read, then use a \
                                             new key"
             .into(),
+        Rejection::Unauthenticated => {
+            "send a valid API token as Authorization: Bearer <token> (a missing, unknown, rotated or \
+             disabled token is refused)"
+                .into()
+        }
+        Rejection::Forbidden { role } => format!("this needs an account with the {role} role"),
+        Rejection::IdentityMismatch => {
+            "the bidder, buyer or seller named in the request must be the caller's own account".into()
+        }
+        Rejection::AccountExists => "an account with that name exists (disabled names are never reused)".into(),
+        Rejection::UnknownAccount { name } => format!("there is no account named {name:?}"),
+        Rejection::BadSignature { reason } => format!("bad signature: {reason}"),
+        Rejection::ReplayedNonce { last_nonce } => {
+            format!("this nonce was used already; nonces must exceed {last_nonce}")
+        }
+        Rejection::OverBudget { exposure, budget } => {
+            format!("this would take the account's exposure to {exposure}, over its budget of {budget}")
+        }
         Rejection::IdempotencyCapacityExhausted => "this client has more keyed requests in flight than the \
                                                     idempotency table can remember safely this hour; the \
                                                     request was not executed. Retry later"
@@ -233,6 +258,9 @@ impl IntoResponse for ApiError {
             tracing::error!(%status, error = %self, "request failed");
         }
         let body = axum::Json(json!({ "error": error }));
+        if status == StatusCode::UNAUTHORIZED {
+            return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             (status, [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())], body).into_response()
         } else {

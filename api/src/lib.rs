@@ -5,7 +5,9 @@
 //! future resolves, then finishes in-flight requests. Errors become responses in exactly
 //! one place, [`error`].
 
+pub mod accounts;
 pub mod auctions;
+pub mod auth;
 pub mod bids;
 pub mod cluster;
 pub mod error;
@@ -47,6 +49,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/snapshot",
             post(cluster::take_snapshot).get(cluster::download_snapshot),
         )
+        .route("/v1/accounts", post(accounts::create))
+        .route("/v1/accounts/{name}", get(accounts::show).delete(accounts::disable))
+        .route("/v1/accounts/{name}/tokens", post(accounts::rotate))
         .route("/v1/auctions", post(auctions::create).get(auctions::list))
         .route("/v1/auctions/{id}", get(auctions::get))
         .route("/v1/auctions/{id}/bids", post(bids::place_bid).get(bids::list_bids))

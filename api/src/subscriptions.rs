@@ -54,7 +54,7 @@ pub async fn subscribe(
         addr: body.udp,
         ttl_secs: body.ttl_secs.unwrap_or(SUBSCRIPTION_TTL_DEFAULT_SECS),
     };
-    match propose(&s, &req, |_| Ok(op)).await? {
+    match propose(&s, &req, |_, _| Ok(op)).await? {
         Err(forwarded) => Ok(forwarded),
         Ok(BookResponse::Subscribed {
             auction_id,
@@ -81,7 +81,7 @@ pub async fn unsubscribe(
         auction_id: id,
         addr: body.udp,
     };
-    match propose(&s, &req, |_| Ok(op)).await? {
+    match propose(&s, &req, |_, _| Ok(op)).await? {
         Err(forwarded) => Ok(forwarded),
         Ok(_) => Ok(Json(json!({ "ok": true })).into_response()),
     }

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub const SECRET: &str = "test-cluster-secret-0123456789";
+/// The first admin's token in every test cluster (given to node 1 as its
+/// `admin_token_file`).
+pub const ADMIN_TOKEN: &str = "gvl_test-admin-token-0123456789abcdefghijkl";
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Cluster tests share two cores: run them one at a time (tokio's mutex works across
@@ -143,6 +146,8 @@ pub struct TestCluster {
     pub nodes: BTreeMap<u64, TestNode>,
     pub http: reqwest::Client,
     pub extra_config: String,
+    /// API tokens of the accounts this harness created, by name.
+    tokens: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl TestCluster {
@@ -156,6 +161,7 @@ impl TestCluster {
                 .build()
                 .unwrap(),
             extra_config: extra_config.to_string(),
+            tokens: Default::default(),
         }
     }
 
@@ -200,9 +206,12 @@ impl TestCluster {
         let data_dir = self.dir.path().join(format!("node{id}"));
         let config = self.dir.path().join(format!("node{id}.toml"));
         let udp = format!("127.0.0.1:{}", free_udp_port());
+        let admin_token_file = self.dir.path().join("admin.token");
+        std::fs::write(&admin_token_file, ADMIN_TOKEN).unwrap();
         let mut text = format!(
-            "id = {id}\ndata_dir = {:?}\nlisten = \"{listen}\"\nudp = \"{udp}\"\ncluster_secret = \"{secret}\"\nlog_format = \"json\"\n{routing}",
+            "id = {id}\ndata_dir = {:?}\nlisten = \"{listen}\"\nudp = \"{udp}\"\ncluster_secret = \"{secret}\"\nlog_format = \"json\"\nadmin_token_file = {:?}\n{routing}",
             data_dir.to_str().unwrap(),
+            admin_token_file.to_str().unwrap(),
         );
         if let Some(j) = join {
             text.push_str(&format!("join = \"{}\"\n", self.nodes[&j].addr));
@@ -247,10 +256,35 @@ impl TestCluster {
         }
     }
 
+    /// POSTs `body` to node `id` as the account its `bidder`, `buyer` or `seller` field
+    /// names (created with the seller and bidder roles on first use), else as the admin.
     pub async fn post(&self, id: u64, path: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
+        let name = ["bidder", "buyer", "seller"]
+            .iter()
+            .find_map(|f| body[*f].as_str())
+            .map(str::to_string);
+        let token = match name {
+            Some(name) => self.token(&name).await,
+            None => Some(ADMIN_TOKEN.to_string()),
+        };
+        self.post_with(id, path, body, key, token.as_deref()).await
+    }
+
+    /// POSTs `body` to node `id` with `token` (none: unauthenticated).
+    pub async fn post_with(
+        &self,
+        id: u64,
+        path: &str,
+        body: &Value,
+        key: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
         let mut req = self.http.post(self.node(id).url(path)).json(body);
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
         }
         match req.send().await {
             Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
@@ -258,11 +292,45 @@ impl TestCluster {
         }
     }
 
-    /// A request to node `id` carrying the cluster secret (membership and admin routes).
+    /// The token of account `name`, created (seller and bidder) through any running node
+    /// on first use; `None` if the cluster refuses the name.
+    pub async fn token(&self, name: &str) -> Option<String> {
+        if let Some(t) = self.tokens.lock().unwrap().get(name) {
+            return Some(t.clone());
+        }
+        let body = serde_json::json!({ "name": name, "roles": ["seller", "bidder"] });
+        for _ in 0..100 {
+            for id in self.running() {
+                let resp = self
+                    .http
+                    .post(self.node(id).url("/v1/accounts"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&body)
+                    .send()
+                    .await;
+                let Ok(resp) = resp else { continue };
+                let status = resp.status().as_u16();
+                let answer: Value = resp.json().await.unwrap_or(Value::Null);
+                match status {
+                    201 => {
+                        let token = answer["token"].as_str()?.to_string();
+                        self.tokens.lock().unwrap().insert(name.to_string(), token.clone());
+                        return Some(token);
+                    }
+                    400 | 403 | 409 => return None,
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// A request to node `id` carrying the admin's token (membership and admin routes).
     pub async fn admin(&self, method: reqwest::Method, id: u64, path: &str) -> reqwest::Response {
         self.http
             .request(method, self.node(id).url(path))
-            .bearer_auth(SECRET)
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .expect("admin request")
