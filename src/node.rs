@@ -91,6 +91,26 @@ fn claim_data_dir(dir: &Path, id: u64) -> Result<()> {
     }
 }
 
+/// File in the data dir written once this node has a Raft vote: from then on an empty
+/// log means lost state, never a new node.
+pub const RAFT_STARTED_FILE: &str = "raft-started";
+
+/// Writes [`RAFT_STARTED_FILE`] durably as soon as the log holds a vote.
+async fn mark_raft_started(log: LogStore, marker: std::path::PathBuf, mut stop: watch::Receiver<bool>) {
+    loop {
+        if matches!(log.read_vote(), Ok(Some(_))) {
+            if let Err(e) = gavel_storage::fsutil::write_durably(&marker, b"1\n") {
+                tracing::warn!(error = %e, "could not write {}", marker.display());
+            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(FIRST_ADMIN_RETRY_MS)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// File in the data dir holding the first admin's token (mode 0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// File in the data dir holding a cluster secret the node generated (mode 0600).
@@ -236,6 +256,14 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     let log = open_log(&config)?;
     let sm = StateMachineStore::open(snapshots_dir(&config.data_dir)).context("restoring the newest snapshot")?;
     let fresh = log.read_vote()?.is_none() && log.is_empty() && sm.last_applied().is_none();
+    let marker = config.data_dir.join(RAFT_STARTED_FILE);
+    if fresh && marker.exists() {
+        bail!(
+            "{} says this data dir held a Raft member, but its log and snapshots are empty: its \
+             state was lost. Refusing to start as a new node; {RECOVER_FROM_PEERS}",
+            marker.display()
+        );
+    }
     if let (Some(purged), Some(applied)) = (log.read_last_purged()?, sm.last_applied()) {
         if applied.index < purged.index {
             bail!(
@@ -279,6 +307,9 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(e).context("bootstrapping the cluster"),
         }
+    }
+    if !marker.exists() {
+        tokio::spawn(mark_raft_started(log.clone(), marker, stop.clone()));
     }
     if let Some(token) = first_admin_token(&config, false)? {
         tokio::spawn(ensure_first_admin(raft.clone(), sm.clone(), token, stop.clone()));
