@@ -91,6 +91,28 @@ fn claim_data_dir(dir: &Path, id: u64) -> Result<()> {
     }
 }
 
+/// File in the data dir written once this node has a Raft vote: from then on an empty
+/// log means lost state, never a new node.
+pub const RAFT_STARTED_FILE: &str = "raft-started";
+/// How often the marker task looks for a vote.
+const RAFT_STARTED_POLL_MS: u64 = 200;
+
+/// Writes [`RAFT_STARTED_FILE`] durably as soon as the log holds a vote.
+async fn mark_raft_started(log: LogStore, marker: std::path::PathBuf, mut stop: watch::Receiver<bool>) {
+    loop {
+        if matches!(log.read_vote(), Ok(Some(_))) {
+            if let Err(e) = gavel_storage::fsutil::write_durably(&marker, b"1\n") {
+                tracing::warn!(error = %e, "could not write {}", marker.display());
+            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(RAFT_STARTED_POLL_MS)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Opens and verifies the log. A log sled cannot open (it panicked, as sled 0.34.7 does
 /// on a blob file emptied by a power cut) names the data dir and the way out.
 fn open_log(config: &Config) -> Result<LogStore> {
@@ -133,6 +155,14 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     let log = open_log(&config)?;
     let sm = StateMachineStore::open(snapshots_dir(&config.data_dir)).context("restoring the newest snapshot")?;
     let fresh = log.read_vote()?.is_none() && log.is_empty() && sm.last_applied().is_none();
+    let marker = config.data_dir.join(RAFT_STARTED_FILE);
+    if fresh && marker.exists() {
+        bail!(
+            "{} says this data dir held a Raft member, but its log and snapshots are empty: its \
+             state was lost. Refusing to start as a new node; {RECOVER_FROM_PEERS}",
+            marker.display()
+        );
+    }
     if let (Some(purged), Some(applied)) = (log.read_last_purged()?, sm.last_applied()) {
         if applied.index < purged.index {
             bail!(
@@ -172,6 +202,9 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(e).context("bootstrapping the cluster"),
         }
+    }
+    if !marker.exists() {
+        tokio::spawn(mark_raft_started(log.clone(), marker, stop.clone()));
     }
 
     let udp_socket = Arc::new(

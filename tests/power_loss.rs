@@ -324,11 +324,39 @@ async fn data_dir_with_emptied_blobs(dir: &Path) {
     }
 }
 
+/// Whether sled panics opening a copy of `dir`'s log (it does in most runs; in the
+/// others its recovery rolls back instead).
+fn sled_panics_on(dir: &Path) -> bool {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.join("sled")).unwrap() {
+        let entry = entry.unwrap();
+        let to = copy.path().join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir(&to).unwrap();
+            for inner in std::fs::read_dir(entry.path()).unwrap() {
+                let inner = inner.unwrap();
+                std::fs::copy(inner.path(), to.join(inner.file_name())).unwrap();
+            }
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+    let opened = gavel_storage::LogStore::open(copy.path(), Default::default()).and_then(|s| s.verify());
+    matches!(opened, Err(gavel_storage::Error::Unopenable { .. }))
+}
+
 #[tokio::test]
 async fn a_log_sled_cannot_open_is_a_clear_error_not_an_abort() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    data_dir_with_emptied_blobs(&data).await;
+    let mut data = tmp.path().join("data-0");
+    for attempt in 1..=6 {
+        data_dir_with_emptied_blobs(&data).await;
+        if sled_panics_on(&data) {
+            break;
+        }
+        assert!(attempt < 6, "sled never panicked on an emptied blob in 6 attempts");
+        data = tmp.path().join(format!("data-{attempt}"));
+    }
 
     log("gavel log verify names the data dir and the way out, and exits 1");
     let out = Command::new(env!("CARGO_BIN_EXE_gavel"))
@@ -364,4 +392,24 @@ async fn a_log_sled_cannot_open_is_a_clear_error_not_an_abort() {
         "{err}"
     );
     assert!(err.contains("Recovering a node from its peers"), "{err}");
+}
+
+#[tokio::test]
+async fn a_data_dir_whose_log_vanished_is_not_taken_for_a_new_node() {
+    let _serial = serial().await;
+    let mut c = TestCluster::start(1, common::TEST_RAFT).await;
+    let data = c.node(1).data_dir.clone();
+    c.wait_for("the node to mark its data dir as a Raft member's", DEADLINE, || async {
+        data.join("raft-started").exists().then_some(())
+    })
+    .await;
+    log("the log and snapshots vanish (as after sled rolled its recovery back to nothing)");
+    c.nodes.get_mut(&1).unwrap().kill();
+    std::fs::remove_dir_all(data.join("sled")).unwrap();
+    std::fs::remove_dir_all(data.join("snapshots")).unwrap();
+    c.restart(1);
+    let status = c.nodes.get_mut(&1).unwrap().terminate_or_status();
+    assert!(!status.success(), "the node must refuse, not bootstrap a new cluster");
+    let text = std::fs::read_to_string(&c.node(1).log_path).unwrap();
+    assert!(text.contains("its state was lost"), "{}", c.node(1).log_tail());
 }
