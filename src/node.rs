@@ -94,6 +94,8 @@ fn claim_data_dir(dir: &Path, id: u64) -> Result<()> {
 /// File in the data dir written once this node has a Raft vote: from then on an empty
 /// log means lost state, never a new node.
 pub const RAFT_STARTED_FILE: &str = "raft-started";
+/// How often the marker task looks for a vote.
+const RAFT_STARTED_POLL_MS: u64 = 200;
 
 /// Writes [`RAFT_STARTED_FILE`] durably as soon as the log holds a vote.
 async fn mark_raft_started(log: LogStore, marker: std::path::PathBuf, mut stop: watch::Receiver<bool>) {
@@ -105,7 +107,7 @@ async fn mark_raft_started(log: LogStore, marker: std::path::PathBuf, mut stop: 
             return;
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(FIRST_ADMIN_RETRY_MS)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(RAFT_STARTED_POLL_MS)) => {}
             _ = stop.changed() => return,
         }
     }

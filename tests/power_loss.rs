@@ -393,3 +393,23 @@ async fn a_log_sled_cannot_open_is_a_clear_error_not_an_abort() {
     );
     assert!(err.contains("Recovering a node from its peers"), "{err}");
 }
+
+#[tokio::test]
+async fn a_data_dir_whose_log_vanished_is_not_taken_for_a_new_node() {
+    let _serial = serial().await;
+    let mut c = TestCluster::start(1, common::TEST_RAFT).await;
+    let data = c.node(1).data_dir.clone();
+    c.wait_for("the node to mark its data dir as a Raft member's", DEADLINE, || async {
+        data.join("raft-started").exists().then_some(())
+    })
+    .await;
+    log("the log and snapshots vanish (as after sled rolled its recovery back to nothing)");
+    c.nodes.get_mut(&1).unwrap().kill();
+    std::fs::remove_dir_all(data.join("sled")).unwrap();
+    std::fs::remove_dir_all(data.join("snapshots")).unwrap();
+    c.restart(1);
+    let status = c.nodes.get_mut(&1).unwrap().terminate_or_status();
+    assert!(!status.success(), "the node must refuse, not bootstrap a new cluster");
+    let text = std::fs::read_to_string(&c.node(1).log_path).unwrap();
+    assert!(text.contains("its state was lost"), "{}", c.node(1).log_tail());
+}
