@@ -74,6 +74,10 @@ has() { case " $systems " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if has gavel; then
   GAVEL_BIN=$bin "$root/deploy/local-cluster.sh" start "$data/gavel" >/dev/null
+  # The first admin's token (node 1 bootstrapped the cluster): the bench makes its
+  # seller and bidder accounts with it.
+  GAVEL_TOKEN=$(cat "$data/gavel/node1/admin.token")
+  export GAVEL_TOKEN
 fi
 if has etcd; then
   command -v etcd >/dev/null || { echo "etcd not found: apt-get install etcd-server" >&2; exit 2; }

@@ -25,6 +25,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create, list, show, bid on and cancel auctions through a node's HTTP API.
     Auction(crate::client::ClientArgs),
+    /// Create, show, rotate and disable accounts through a node's HTTP API.
+    Account(crate::accounts_cli::AccountArgs),
+    /// Signing keys for signed bids.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print an auction's live events (UDP or SSE) and report gaps in seq.
     Watch(crate::watch::WatchArgs),
     /// Load-test Gavel (or etcd, Redis) with bidder agents; compare runs.
@@ -85,6 +90,12 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new ed25519 secret key to a file (mode 0600) and print its public key.
+    Generate(crate::keys::KeyGenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
 pub enum LogCommand {
     /// Print every record: index, term, kind, time, size, command.
     Dump(LogDumpArgs),
@@ -136,6 +147,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Auction(args) => crate::client::run(args),
+        Command::Account(args) => crate::accounts_cli::run(args),
+        Command::Key(KeyCommand::Generate(args)) => crate::keys::generate(&args),
         Command::Watch(args) => crate::watch::run(args),
         Command::Bench(cmd) => crate::bench::main(cmd),
         Command::Log(LogCommand::Dump(args)) => tools::log_dump(&args),

@@ -16,9 +16,16 @@ const EXIT_REFUSED: u8 = 1;
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Node to talk to (any node: writes are forwarded to the leader).
+    /// Node to talk to (any node: writes are forwarded to the leader). `http://` is
+    /// assumed when no scheme is given.
     #[arg(long, env = "GAVEL_NODE", default_value = "http://127.0.0.1:7070", global = true)]
     pub node: String,
+    /// API token of the account acting (`POST /v1/accounts` shows it once).
+    #[arg(long, env = "GAVEL_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// The account's signing key (`gavel key generate`): bids are signed with it.
+    #[arg(long, env = "GAVEL_KEY", global = true)]
+    pub key_file: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -43,11 +50,10 @@ pub enum AuctionCommand {
     },
     /// Show one auction and its bids.
     Show { id: u64 },
-    /// Place a bid: a straight bid (--amount), a proxy bid (--max-amount), or both.
+    /// Place a bid as the token's account: a straight bid (--amount), a proxy bid
+    /// (--max-amount), or both. With --key-file the bid is signed.
     Bid {
         id: u64,
-        #[arg(long)]
-        bidder: String,
         #[arg(long)]
         amount: Option<u64>,
         #[arg(long)]
@@ -55,22 +61,22 @@ pub enum AuctionCommand {
         /// Idempotency-Key: a retry with the same key is not a second bid.
         #[arg(long)]
         key: Option<String>,
-    },
-    /// Cancel: as the seller (before the first bid), or as admin with the cluster secret.
-    Cancel {
-        id: u64,
-        #[arg(long, conflicts_with = "admin")]
-        seller: Option<String>,
-        /// Cancel as admin using GAVEL_CLUSTER_SECRET.
+        /// Nonce of a signed bid (default: the time in microseconds, which increases).
         #[arg(long)]
-        admin: bool,
+        nonce: Option<u64>,
     },
+    /// Buy now, as the token's account.
+    Buy {
+        id: u64,
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Cancel: the token's account as the seller (before the first bid), or as an admin.
+    Cancel { id: u64 },
 }
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    #[arg(long)]
-    seller: String,
     #[arg(long)]
     title: String,
     /// In minor units (cents).
@@ -107,19 +113,34 @@ fn parse_soft_close(s: &str) -> Result<(u32, u32, u32), String> {
     Ok((n(w)?, n(e)?, n(m)?))
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) token: Option<String>,
+}
+
+/// `node` as a base URL: `http://` unless a scheme is given, no trailing slash.
+pub(crate) fn base_url(node: &str) -> String {
+    let node = node.trim().trim_end_matches('/');
+    if node.contains("://") {
+        node.to_string()
+    } else {
+        format!("http://{node}")
+    }
 }
 
 /// An API answer: status and JSON body.
-struct Answer {
-    status: reqwest::StatusCode,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: reqwest::StatusCode,
+    pub(crate) body: Value,
 }
 
 impl Client {
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Answer> {
+    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> Result<Answer> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let resp = req
             .send()
             .await
@@ -130,19 +151,45 @@ impl Client {
         Ok(Answer { status, body })
     }
 
-    async fn get(&self, path: &str) -> Result<Answer> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Answer> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
-    async fn post(&self, path: &str, body: Value, key: Option<&str>, admin: Option<&str>) -> Result<Answer> {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
+    pub(crate) async fn post(&self, path: &str, body: Value, key: Option<&str>) -> Result<Answer> {
+        self.post_signed(path, body, key, None).await
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> Result<Answer> {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
+    }
+
+    /// POSTs `body`; with `signer` (key, nonce) the exact bytes sent are signed.
+    async fn post_signed(
+        &self,
+        path: &str,
+        body: Value,
+        key: Option<&str>,
+        signer: Option<(&ed25519_dalek::SigningKey, u64)>,
+    ) -> Result<Answer> {
+        let bytes = serde_json::to_vec(&body)?;
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
         }
-        if let Some(secret) = admin {
-            req = req.bearer_auth(secret);
+        if let Some((signing_key, nonce)) = signer {
+            use base64::Engine;
+            use ed25519_dalek::Signer;
+            let message = gavel_storage::book::accounts::signed_message("POST", path, nonce, &bytes);
+            let signature = signing_key.sign(message.as_bytes());
+            req = req.header("Gavel-Nonce", nonce.to_string()).header(
+                "Gavel-Signature",
+                base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
+            );
         }
-        self.send(req).await
+        self.send(req.body(bytes)).await
     }
 }
 
@@ -154,12 +201,13 @@ pub fn run(args: ClientArgs) -> Result<ExitCode> {
 async fn run_async(args: ClientArgs) -> Result<ExitCode> {
     let client = Client {
         http: reqwest::Client::new(),
-        base: args.node.trim_end_matches('/').to_string(),
+        base: base_url(&args.node),
+        token: args.token.clone(),
     };
     let answer = match &args.command {
         AuctionCommand::Create(c) => {
             let mut body = json!({
-                "seller": c.seller, "title": c.title, "starting_price": c.starting_price, "increment": c.increment,
+                "title": c.title, "starting_price": c.starting_price, "increment": c.increment,
             });
             for (k, v) in [
                 ("reserve_price", c.reserve_price.map(Value::from)),
@@ -175,7 +223,7 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
             if let Some((w, e, m)) = c.soft_close {
                 body["soft_close"] = json!({"window_secs": w, "extend_secs": e, "max_extensions": m});
             }
-            client.post("/v1/auctions", body, c.key.as_deref(), None).await?
+            client.post("/v1/auctions", body, c.key.as_deref()).await?
         }
         AuctionCommand::List { status, limit, after } => {
             let mut query = Vec::new();
@@ -204,55 +252,43 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
         }
         AuctionCommand::Bid {
             id,
-            bidder,
             amount,
             max_amount,
             key,
+            nonce,
         } => {
-            let mut body = json!({ "bidder": bidder });
+            let mut body = json!({});
             if let Some(a) = amount {
                 body["amount"] = json!(a);
             }
             if let Some(m) = max_amount {
                 body["max_amount"] = json!(m);
             }
+            let signing_key = args.key_file.as_deref().map(crate::keys::read_signing_key).transpose()?;
+            let nonce = nonce.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or(1)
+            });
             client
-                .post(&format!("/v1/auctions/{id}/bids"), body, key.as_deref(), None)
+                .post_signed(
+                    &format!("/v1/auctions/{id}/bids"),
+                    body,
+                    key.as_deref(),
+                    signing_key.as_ref().map(|k| (k, nonce)),
+                )
                 .await?
         }
-        AuctionCommand::Cancel { id, seller, admin } => {
-            let secret = if *admin {
-                Some(std::env::var("GAVEL_CLUSTER_SECRET").context("--admin needs GAVEL_CLUSTER_SECRET")?)
-            } else {
-                None
-            };
-            let body = seller.as_ref().map(|s| json!({ "seller": s })).unwrap_or(json!({}));
+        AuctionCommand::Buy { id, key } => {
             client
-                .post(&format!("/v1/auctions/{id}/cancel"), body, None, secret.as_deref())
+                .post(&format!("/v1/auctions/{id}/buy"), json!({}), key.as_deref())
                 .await?
         }
+        AuctionCommand::Cancel { id } => client.post(&format!("/v1/auctions/{id}/cancel"), json!({}), None).await?,
     };
-    if !answer.status.is_success() {
-        let code = answer.body["error"]["code"].as_str().unwrap_or("http_error");
-        let message = answer.body["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| answer.body.to_string());
-        let mut line = format!(
-            "error [{}] ({}): {}",
-            safe(code),
-            answer.status.as_u16(),
-            safe(&message)
-        );
-        if let Some(min) = answer.body["error"]["min_next_bid"].as_u64() {
-            line.push_str(&format!(" — the minimum next bid is {min}"));
-        }
-        eprintln!("{line}");
-        return Ok(ExitCode::from(if answer.status.is_client_error() {
-            EXIT_REFUSED
-        } else {
-            crate::tools::EXIT_ERROR
-        }));
+    if let Some(code) = refused(&answer) {
+        return Ok(code);
     }
     if args.json {
         println!("{}", safe_json(&answer.body));
@@ -292,7 +328,7 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
             }
             println!("\n{t}");
         }
-        AuctionCommand::Bid { bidder, .. } => {
+        AuctionCommand::Bid { .. } => {
             let b = &answer.body;
             let verdict = if b["leading"] == json!(true) {
                 "you lead"
@@ -300,9 +336,8 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
                 "outbid by a proxy maximum"
             };
             println!(
-                "bid {} accepted for {}: {verdict}; price {} (leader {}), minimum next bid {}, ends at {}{}",
+                "bid {} accepted: {verdict}; price {} (leader {}), minimum next bid {}, ends at {}{}",
                 b["bid_id"],
-                safe(bidder),
                 b["price"],
                 text(&b["leader"]),
                 b["min_next_bid"],
@@ -315,9 +350,39 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
             );
         }
         AuctionCommand::Create(_) => println!("{}", auction_table(&answer.body)),
-        AuctionCommand::Cancel { .. } => println!("{}", auction_table(&answer.body["auction"])),
+        AuctionCommand::Cancel { .. } | AuctionCommand::Buy { .. } => {
+            println!("{}", auction_table(&answer.body["auction"]))
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// For an error answer: prints `error [code] (status): message` and returns the exit
+/// code (1 for a 4xx refusal, 2 otherwise).
+pub(crate) fn refused(answer: &Answer) -> Option<ExitCode> {
+    if answer.status.is_success() {
+        return None;
+    }
+    let code = answer.body["error"]["code"].as_str().unwrap_or("http_error");
+    let message = answer.body["error"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| answer.body.to_string());
+    let mut line = format!(
+        "error [{}] ({}): {}",
+        safe(code),
+        answer.status.as_u16(),
+        safe(&message)
+    );
+    if let Some(min) = answer.body["error"]["min_next_bid"].as_u64() {
+        line.push_str(&format!(" — the minimum next bid is {min}"));
+    }
+    eprintln!("{line}");
+    Some(ExitCode::from(if answer.status.is_client_error() {
+        EXIT_REFUSED
+    } else {
+        crate::tools::EXIT_ERROR
+    }))
 }
 
 /// A JSON value as table text; strings are made safe for a terminal.

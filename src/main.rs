@@ -1,9 +1,11 @@
 //! The `gavel` binary: parses the command line and hands over to one function.
 
+mod accounts_cli;
 mod bench;
 mod cli;
 mod client;
 mod config;
+mod keys;
 mod node;
 mod terminal;
 mod tools;

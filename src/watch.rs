@@ -1,8 +1,9 @@
 //! `gavel watch AUCTION_ID [--udp|--sse]`: prints an auction's live events and reports
 //! every gap in `seq` (missed datagrams; the rest is at /v1/auctions/ID/bids).
 //!
-//! `--udp` (default) binds a local UDP socket, subscribes it over HTTP and renews the
-//! subscription every third of its TTL. `--sse` reads the Server-Sent Events stream and
+//! `--udp` (default) binds a local UDP socket, subscribes it over HTTP with the
+//! account's token (`--token`/`GAVEL_TOKEN`), answers the node's challenge from that
+//! socket to prove the address, and renews the subscription every third of its TTL. `--sse` reads the Server-Sent Events stream and
 //! reconnects with `Last-Event-ID` if the connection drops. Both stop after the closing
 //! event, or after `--count` events.
 
@@ -14,7 +15,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::terminal::{safe, safe_json_line};
-use gavel_api::udp::{kind_name, EventFrame};
+use gavel_api::udp::{kind_name, EventFrame, ProofFrame, KIND_CHALLENGE};
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -33,6 +34,9 @@ pub struct WatchArgs {
     pub listen: String,
     #[arg(long, default_value_t = 60)]
     pub ttl_secs: u32,
+    /// API token of the account subscribing (UDP only; SSE is public).
+    #[arg(long, env = "GAVEL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print one JSON object per event.
     #[arg(long)]
     pub json: bool,
@@ -93,8 +97,13 @@ async fn subscribe(http: &reqwest::Client, args: &WatchArgs, udp: &str) -> Resul
         args.node.trim_end_matches('/'),
         args.auction_id
     );
+    let token = args
+        .token
+        .as_deref()
+        .context("UDP subscriptions need an account's token: --token or GAVEL_TOKEN (or watch with --sse)")?;
     let resp = http
         .post(&url)
+        .bearer_auth(token)
         .json(&json!({ "udp": udp, "ttl_secs": args.ttl_secs }))
         .send()
         .await
@@ -130,7 +139,17 @@ async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
                 }
             }
             received = socket.recv_from(&mut buf) => {
-                let (n, _) = received?;
+                let (n, from) = received?;
+                if n == gavel_api::udp::PROOF_LEN && buf.get(3) == Some(&KIND_CHALLENGE) {
+                    // The node asks this address to prove it wants the datagrams.
+                    if let Ok(challenge) = ProofFrame::decode(&buf[..n]) {
+                        if challenge.auction_id == args.auction_id {
+                            let confirm = ProofFrame { confirm: true, ..challenge };
+                            socket.send_to(&confirm.encode(), from).await?;
+                        }
+                    }
+                    continue;
+                }
                 let frame = match EventFrame::decode(&buf[..n]) {
                     Ok(f) if f.auction_id == args.auction_id => f,
                     Ok(_) => continue,

@@ -260,11 +260,11 @@ async fn every_rejection_has_its_status_and_code() {
             "invalid_input",
         ),
         (
-            "empty bidder",
+            "a name no account can have (sent without a token)",
             format!("/v1/auctions/{open}/bids"),
             json!({"bidder": "", "amount": 3000}),
-            400,
-            "invalid_input",
+            401,
+            "unauthenticated",
         ),
         (
             "buy-now after a bid below the reserve is fine, by the seller is not",
@@ -432,11 +432,12 @@ async fn concurrent_bidders_on_a_three_node_cluster() {
         let node = b % 3 + 1;
         let url = c.node(node).url(&format!("/v1/auctions/{id}"));
         let http = c.http.clone();
+        let bidder = format!("bidder-{b}");
+        let token = c.token(&bidder).await.expect("an account for the bidder");
         tasks.push(tokio::spawn(async move {
             let mut rng = Lcg(b + 1);
             let mut accepted = Vec::new();
             let mut my_last_seq = 0;
-            let bidder = format!("bidder-{b}");
             let stop = Instant::now() + Duration::from_secs(20);
             for n in 0..200 {
                 if Instant::now() > stop {
@@ -463,6 +464,7 @@ async fn concurrent_bidders_on_a_three_node_cluster() {
                 let resp = http
                     .post(format!("{url}/bids"))
                     .header("Idempotency-Key", format!("{bidder}-{n}"))
+                    .bearer_auth(&token)
                     .json(&json!({"bidder": bidder, "amount": amount}))
                     .send()
                     .await
@@ -591,8 +593,10 @@ async fn listing_pages_filters_and_the_cli_client() {
     assert_eq!(a["min_next_bid"], 2250);
 
     log("phase: gavel auction bid/show/list from the command line");
+    let cat = c.token("cat").await.unwrap();
+    let dan = c.token("dan").await.unwrap();
     let cli = |args: &[&str]| {
-        let node = c.node(1).url("");
+        let node = c.node(1).addr.clone();
         let mut full = vec!["auction", "--node", node.as_str()];
         full.extend_from_slice(args);
         std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
@@ -600,11 +604,11 @@ async fn listing_pages_filters_and_the_cli_client() {
             .output()
             .unwrap()
     };
-    let out = cli(&["bid", "1", "--bidder", "cat", "--amount", "2250", "--json"]);
+    let out = cli(&["bid", "1", "--token", &cat, "--amount", "2250", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((v["leader"].as_str(), v["price"].as_u64()), (Some("cat"), Some(2250)));
-    let out = cli(&["bid", "1", "--bidder", "dan", "--amount", "2300"]);
+    let out = cli(&["bid", "1", "--token", &dan, "--amount", "2300"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bid_too_low") && err.contains("2500"), "{err}");

@@ -19,6 +19,7 @@ async fn the_load_generator_stays_in_bounds_and_every_acknowledged_bid_is_stored
     const OPS: u64 = 400;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
     cmd.args(["bench", "run", "--endpoints", &endpoints.join(",")])
+        .args(["--token", ADMIN_TOKEN])
         .args([
             "--clients",
             "8",

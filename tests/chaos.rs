@@ -76,6 +76,7 @@ async fn call(
     path: &str,
     body: Option<&Value>,
     key: Option<&str>,
+    token: Option<&str>,
 ) -> Result_ {
     for attempt in 0..6 {
         let url = format!("{}{path}", urls[rng.next(urls.len() as u64) as usize]);
@@ -85,6 +86,9 @@ async fn call(
         }
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
         }
         match req.send().await {
             Ok(r) if r.status().is_success() => return Result_::Ok(r.json().await.unwrap_or(Value::Null)),
@@ -98,7 +102,16 @@ async fn call(
     Result_::Unknown
 }
 
-async fn client(id: usize, urls: Vec<String>, shared: Arc<Shared>, stop: Arc<AtomicBool>, t0: Instant, seed: u64) {
+/// One bidder, `bidder-{id}`, acting with its account's `token`.
+async fn client(
+    id: usize,
+    urls: Vec<String>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    t0: Instant,
+    seed: u64,
+    token: String,
+) {
     let http = reqwest::Client::new();
     let mut rng = Rng(seed ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15));
     let bidder = format!("bidder-{id}");
@@ -130,6 +143,7 @@ async fn client(id: usize, urls: Vec<String>, shared: Arc<Shared>, stop: Arc<Ato
                 &format!("/v1/auctions/{auction}"),
                 None,
                 None,
+                None,
             )
             .await;
             let complete_ms = t0.elapsed().as_millis() as u64;
@@ -148,6 +162,7 @@ async fn client(id: usize, urls: Vec<String>, shared: Arc<Shared>, stop: Arc<Ato
             &mut rng,
             reqwest::Method::GET,
             &format!("/v1/auctions/{auction}?consistency=stale"),
+            None,
             None,
             None,
         )
@@ -172,6 +187,7 @@ async fn client(id: usize, urls: Vec<String>, shared: Arc<Shared>, stop: Arc<Ato
             &format!("/v1/auctions/{auction}/bids"),
             Some(&body),
             Some(&key),
+            Some(&token),
         )
         .await;
         let complete_ms = t0.elapsed().as_millis() as u64;
@@ -186,7 +202,14 @@ async fn client(id: usize, urls: Vec<String>, shared: Arc<Shared>, stop: Arc<Ato
 }
 
 /// Keeps `target` auctions open, creating new ones as old ones end.
-async fn creator(urls: Vec<String>, shared: Arc<Shared>, stop: Arc<AtomicBool>, target: usize, seed: u64) {
+async fn creator(
+    urls: Vec<String>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    target: usize,
+    seed: u64,
+    token: String,
+) {
     let http = reqwest::Client::new();
     let mut rng = Rng(seed ^ 0xC0FFEE);
     while !stop.load(Ordering::Relaxed) {
@@ -214,6 +237,7 @@ async fn creator(urls: Vec<String>, shared: Arc<Shared>, stop: Arc<AtomicBool>, 
                 "/v1/auctions",
                 Some(&body),
                 Some(&key),
+                Some(&token),
             )
             .await
             {
@@ -343,14 +367,17 @@ async fn chaos_run_keeps_every_invariant() {
     let shared = Arc::new(Shared::default());
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
+    let seller = c.token("sam").await.expect("the seller's account");
     let mut tasks = vec![tokio::spawn(creator(
         urls.clone(),
         shared.clone(),
         stop.clone(),
         8,
         seed,
+        seller,
     ))];
     for i in 0..6 {
+        let token = c.token(&format!("bidder-{i}")).await.expect("a bidder's account");
         tasks.push(tokio::spawn(client(
             i,
             urls.clone(),
@@ -358,6 +385,7 @@ async fn chaos_run_keeps_every_invariant() {
             stop.clone(),
             t0,
             seed,
+            token,
         )));
     }
 

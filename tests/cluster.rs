@@ -191,7 +191,7 @@ async fn a_wrong_cluster_secret_is_refused() {
         .unwrap();
     assert_eq!(resp.status(), 400, "with the secret, garbage is a 400 from the decoder");
 
-    log("phase: membership changes and admin routes need the secret");
+    log("phase: membership changes and admin routes need an admin token (a join, the secret)");
     let resp = c
         .http
         .post(c.node(1).url("/v1/cluster/nodes"))
@@ -201,7 +201,7 @@ async fn a_wrong_cluster_secret_is_refused() {
         .unwrap();
     assert_eq!(resp.status(), 401);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(body["error"]["code"], "unauthenticated");
     assert_eq!(
         c.http
             .post(c.node(1).url("/v1/admin/snapshot"))

@@ -159,20 +159,17 @@ async fn out_of_range_values_and_control_characters_are_refused() {
             "invalid_input",
         ),
         ("a title with NUL", with("title", json!("lamp\u{0}")), "invalid_input"),
-        (
-            "a seller with a bidi override",
-            with("seller", json!("\u{202E}mas")),
-            "invalid_input",
-        ),
-        (
-            "a seller with a zero-width space",
-            with("seller", json!("sam\u{200B}")),
-            "invalid_input",
-        ),
     ];
     for (what, body, want) in cases {
         let (status, answer) = c.post(1, "/v1/auctions", &body, None).await;
         assert_eq!((status, code(&answer)), (400, want), "{what}: {answer}");
+    }
+    log("names are accounts: one with control, bidi or invisible characters cannot be made");
+    for name in ["\u{202E}mas", "sam\u{200B}", "ann\u{1b}]0;x\u{7}", "ann\nbob"] {
+        let (status, answer) = c
+            .post_with(1, "/v1/accounts", &json!({"name": name, "roles": ["bidder"]}), None, Some(ADMIN_TOKEN))
+            .await;
+        assert_eq!((status, code(&answer)), (400, "invalid_input"), "{name:?}: {answer}");
     }
     let (status, _) = c.post(1, "/v1/auctions", &base(), None).await;
     assert_eq!(status, 201);
@@ -187,20 +184,15 @@ async fn out_of_range_values_and_control_characters_are_refused() {
             json!({"bidder": "ann", "max_amount": u64::MAX}),
             "invalid_amount",
         ),
-        (
-            "a bidder with ESC",
-            json!({"bidder": "ann\u{1b}]0;x\u{7}", "amount": 1000}),
-            "invalid_input",
-        ),
-        (
-            "a bidder with a newline",
-            json!({"bidder": "ann\nbob", "amount": 1000}),
-            "invalid_input",
-        ),
     ] {
         let (status, answer) = c.post(1, "/v1/auctions/1/bids", &bid, None).await;
         assert_eq!((status, code(&answer)), (400, want), "{what}: {answer}");
     }
+    let ann = c.token("ann").await;
+    let (status, answer) = c
+        .post_with(1, "/v1/auctions/1/bids", &json!({"bidder": "ann\u{1b}", "amount": 1000}), None, ann.as_deref())
+        .await;
+    assert_eq!((status, code(&answer)), (403, "identity_mismatch"), "{answer}");
     let (_, bids) = c.get(1, "/v1/auctions/1/bids").await;
     assert_eq!(bids["bids"], json!([]), "nothing was stored");
 

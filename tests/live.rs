@@ -8,7 +8,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use gavel_api::udp::{EventFrame, SubscribeFrame};
+use gavel_api::udp::{EventFrame, ProofFrame, SubscribeFrame, PROOF_LEN};
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
@@ -44,7 +44,11 @@ impl Subscriber {
                 "timed out waiting for {what}; got seqs {:?}",
                 self.seqs()
             );
-            if let Ok(Ok((n, _))) = tokio::time::timeout(left, self.socket.recv_from(&mut buf)).await {
+            if let Ok(Ok((n, from))) = tokio::time::timeout(left, self.socket.recv_from(&mut buf)).await {
+                if n == PROOF_LEN {
+                    answer_challenge(&self.socket, &buf[..n], from).await;
+                    continue;
+                }
                 self.frames.push(EventFrame::decode(&buf[..n]).expect("a valid frame"));
             }
         }
@@ -55,16 +59,42 @@ impl Subscriber {
     }
 }
 
+/// Sends the confirm for a challenge datagram back to where it came from.
+async fn answer_challenge(socket: &UdpSocket, datagram: &[u8], from: std::net::SocketAddr) {
+    let challenge = ProofFrame::decode(datagram).expect("a valid challenge");
+    assert!(!challenge.confirm);
+    let confirm = ProofFrame {
+        confirm: true,
+        ..challenge
+    };
+    socket.send_to(&confirm.encode(), from).await.unwrap();
+}
+
+/// Waits for the node's challenge on `socket` and answers it.
+async fn prove(socket: &UdpSocket) {
+    let mut buf = [0u8; 512];
+    let (n, from) = tokio::time::timeout(DEADLINE, socket.recv_from(&mut buf))
+        .await
+        .expect("a challenge arrives")
+        .unwrap();
+    assert_eq!(n, PROOF_LEN, "the first datagram is the challenge");
+    answer_challenge(socket, &buf[..n], from).await;
+}
+
+/// Subscribes `s` over HTTP as the account "watcher": the node challenges the address,
+/// the subscriber answers, and renewing then answers 201 (active).
 async fn subscribe(c: &TestCluster, node: u64, id: u64, s: &Subscriber) {
-    let (status, body) = c
-        .post(
-            node,
-            &format!("/v1/auctions/{id}/subscriptions"),
-            &json!({"udp": s.addr(), "ttl_secs": 120}),
-            None,
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    let path = format!("/v1/auctions/{id}/subscriptions");
+    let body = json!({"udp": s.addr(), "ttl_secs": 120});
+    let token = c.token("watcher").await;
+    let (status, answer) = c.post_with(node, &path, &body, None, token.as_deref()).await;
+    assert_eq!((status, answer["status"].as_str()), (202, Some("pending")), "{answer}");
+    prove(&s.socket).await;
+    c.wait_for("the proven subscription to be active", DEADLINE, || async {
+        let (status, answer) = c.post_with(node, &path, &body, None, token.as_deref()).await;
+        (status == 201 && answer["status"] == "active").then_some(())
+    })
+    .await;
 }
 
 async fn create(c: &TestCluster, node: u64, secs: u64) -> Value {
@@ -104,19 +134,16 @@ async fn udp_subscribers_get_every_event_in_order_and_sse_resumes_exactly() {
     subscribe(&c, 1, id, &http_sub).await;
     let mut dgram_sub = Subscriber::new().await;
     let udp_port = c.node(1).udp_addr();
-    dgram_sub
-        .socket
-        .send_to(
-            &SubscribeFrame {
-                subscribe: true,
-                auction_id: id,
-                ttl_secs: 120,
-            }
-            .encode(),
-            &udp_port,
-        )
-        .await
-        .unwrap();
+    let watcher = c.token("watcher").await.unwrap();
+    let frame = SubscribeFrame {
+        subscribe: true,
+        auction_id: id,
+        ttl_secs: 120,
+        token: watcher.clone(),
+    }
+    .encode();
+    dgram_sub.socket.send_to(&frame, &udp_port).await.unwrap();
+    prove(&dgram_sub.socket).await;
     c.wait_for("the datagram subscription is replicated", DEADLINE, || async {
         let text = c
             .http
@@ -127,7 +154,7 @@ async fn udp_subscribers_get_every_event_in_order_and_sse_resumes_exactly() {
             .text()
             .await
             .ok()?;
-        text.contains("gavel_udp_datagrams_total{outcome=\"inbound_valid\"} 1")
+        text.contains("gavel_udp_datagrams_total{outcome=\"inbound_valid\"} 2")
             .then_some(())
     })
     .await;
@@ -189,10 +216,12 @@ async fn udp_subscribers_get_every_event_in_order_and_sse_resumes_exactly() {
         subscribe: true,
         auction_id: id,
         ttl_secs: 30,
+        token: watcher.clone(),
     }
     .encode();
     let mut bad_crc = good.clone();
-    bad_crc[19] ^= 0xff;
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 0xff;
     let garbage: Vec<Vec<u8>> = vec![
         vec![],
         vec![0u8; 1],

@@ -59,19 +59,31 @@ async fn a_power_cut_under_heavy_load_leaves_every_node_able_to_start() {
         .unwrap();
     let end = Instant::now() + Duration::from_secs(LOAD_SECS);
     let mut tasks = Vec::new();
+    let mut names_and_tokens = Vec::new();
+    for client in 0..BIDDERS {
+        let mut pair = Vec::new();
+        for b in 0..2 {
+            let name = format!("{client:04}-{b}-{}", "n".repeat(120));
+            let token = cluster.token(&name).await.expect("a bidder account");
+            pair.push((name, token));
+        }
+        names_and_tokens.push(pair);
+    }
     for (client, auction) in auctions.iter().copied().enumerate() {
         let (http, url, acked, sent) = (http.clone(), url.clone(), acked.clone(), sent.clone());
+        let pair = names_and_tokens[client].clone();
         tasks.push(tokio::spawn(async move {
             // Two bidders per auction take turns, each bidding the minimum.
-            let names = [0, 1].map(|b| format!("{client:04}-{b}-{}", "n".repeat(120)));
             let mut amount = 1000u64;
             let mut turn = 0usize;
             while Instant::now() < end && sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < LOAD_REQUESTS_MAX {
                 let key = format!("{client:04}-{turn:08}-{}", "k".repeat(240));
+                let (name, token) = &pair[turn % 2];
                 let resp = http
                     .post(format!("{url}/v1/auctions/{auction}/bids"))
                     .header("Idempotency-Key", &key)
-                    .json(&json!({ "bidder": names[turn % 2], "amount": amount }))
+                    .bearer_auth(token)
+                    .json(&json!({ "bidder": name, "amount": amount }))
                     .send()
                     .await;
                 let Ok(resp) = resp else { continue };

@@ -141,7 +141,9 @@ pub fn rejection_status(r: &Rejection) -> StatusCode {
         Rejection::InvalidAmount { .. } | Rejection::InvalidInput { .. } => StatusCode::BAD_REQUEST,
         Rejection::NotSeller => StatusCode::FORBIDDEN,
         Rejection::NoCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        Rejection::TooManySubscribers { .. } | Rejection::IdempotencyCapacityExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Rejection::TooManySubscribers { .. }
+        | Rejection::TooManySubscriptions { .. }
+        | Rejection::IdempotencyCapacityExhausted => StatusCode::TOO_MANY_REQUESTS,
         Rejection::AuctionNotOpen { .. }
         | Rejection::AuctionClosed
         | Rejection::AuctionCancelled
@@ -152,7 +154,8 @@ pub fn rejection_status(r: &Rejection) -> StatusCode {
         | Rejection::HasBids
         | Rejection::BuyNowUnavailable
         | Rejection::IdempotencyKeyReused
-        | Rejection::IdempotencyKeyExpired => StatusCode::CONFLICT,
+        | Rejection::IdempotencyKeyExpired
+        | Rejection::SubscriptionTaken => StatusCode::CONFLICT,
     }
 }
 
@@ -201,6 +204,10 @@ fn rejection_message(r: &Rejection) -> String {
                                                     request was not executed. Retry later"
             .into(),
         Rejection::TooManySubscribers { max } => format!("the auction already has {max} UDP subscribers"),
+        Rejection::TooManySubscriptions { max } => {
+            format!("this account holds (or waits for) {max} UDP subscriptions already")
+        }
+        Rejection::SubscriptionTaken => "another account's subscription holds this address".into(),
     }
 }
 

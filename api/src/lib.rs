@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workers", get(workers_api::list))
         .route(worker::HEARTBEAT_PATH, post(workers_api::heartbeat))
         .route(worker::CLOCK_PATH, post(workers_api::clock))
+        .route(subscriptions::INTERNAL_SUBSCRIBE_PATH, post(subscriptions::internal_subscribe))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), refuse_if_removed))
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))

@@ -40,6 +40,8 @@ pub struct Inner {
     pub udp: UdpSender,
     /// Group commit for client writes.
     pub proposer: gavel_raft::cluster::Proposer,
+    /// UDP subscriptions waiting for their address to prove it wants them.
+    pub proofs: crate::subscriptions::Proofs,
     pub data_dir: Option<std::path::PathBuf>,
     pub learner_catchup_timeout: Duration,
     pub idempotency_limits: gavel_storage::IdempotencyLimits,
@@ -137,6 +139,7 @@ impl AppState {
             worker,
             udp,
             proposer,
+            proofs: Default::default(),
             data_dir,
             learner_catchup_timeout,
             idempotency_limits,

@@ -1,34 +1,119 @@
 //! UDP subscriptions: `POST /v1/auctions/{id}/subscriptions` `{"udp": "ip:port",
-//! "ttl_secs": 60}` (subscribe or renew), `DELETE` with `{"udp": …}` (unsubscribe), and
-//! the task that turns subscribe datagrams into the same requests.
+//! "ttl_secs": 60}` (subscribe or renew), `DELETE` with `{"udp": …}` (unsubscribe), the
+//! same as datagrams (`crate::udp`), and the proof that an address wants them.
 //!
-//! Subscriptions are replicated (`Op::Subscribe`), so they survive the hosting worker's
-//! failure. A datagram renewal is only proposed once less than half of the existing
-//! subscription's TTL is left, so a client renewing often costs no Raft writes.
+//! # Who and where
+//!
+//! Subscribing needs an account's token; a subscription belongs to that account (a quota
+//! per account, and only it or an admin removes it). A *new* address must prove it wants
+//! the datagrams before anything goes to it: the node sends it a challenge datagram with
+//! a random cookie and answers `202 {"status": "pending"}`; when the same address sends
+//! the cookie back (a confirm datagram) within [`PROOF_DEADLINE_MS`], the subscription is
+//! committed (`Op::Subscribe`, with the account as caller). Until then the address gets
+//! nothing but that one challenge, never larger than the request that caused it, and
+//! nothing is written to Raft: an unproven subscription costs a map entry, bounded per
+//! account ([`PENDING_PER_ACCOUNT_MAX`]) and in all ([`PENDING_MAX`]). Renewing an
+//! address the account already holds needs no new proof.
+//!
+//! Any node takes subscriptions: the node that challenged the address receives the
+//! confirm, and commits through the leader (`/v1/internal/subscribe`, with the cluster
+//! secret; the leader's `apply` checks the caller's token again).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use crate::json::ApiPath;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gavel_storage::{Op, Response as BookResponse};
-use serde::Deserialize;
+use gavel_raft::cluster;
+use gavel_storage::book::accounts::{hash_token, Caller};
+use gavel_storage::{Command, Op, Rejection, Response as BookResponse};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::auctions::propose;
+use crate::auth::{authenticate, Authenticated};
 use crate::error::ApiError;
 use crate::forward::RawRequest;
-use crate::json::{now_ms, parse_json, rfc3339};
+use crate::json::{now_ms, parse_json, rfc3339, ApiPath};
 use crate::state::AppState;
-use crate::udp::SubscribeFrame;
+use crate::udp::{Inbound, ProofFrame, Push, SubscribeFrame};
 
 /// TTL used when a request gives none.
 pub const SUBSCRIPTION_TTL_DEFAULT_SECS: u32 = 60;
-/// Subscribe datagrams waiting to be proposed; more are dropped (clients renew).
+/// Datagrams waiting to be handled; more are dropped (clients retry).
 pub const DATAGRAM_REQUESTS_MAX: usize = 1024;
+/// How long an address has to send its cookie back.
+pub const PROOF_DEADLINE_MS: u64 = 10_000;
+/// Unproven subscriptions one account may have waiting.
+pub const PENDING_PER_ACCOUNT_MAX: usize = 16;
+/// Unproven subscriptions waiting on this node in all.
+pub const PENDING_MAX: usize = 4096;
+pub const INTERNAL_SUBSCRIBE_PATH: &str = "/v1/internal/subscribe";
+
+struct Pending {
+    caller: Caller,
+    ttl_secs: u32,
+    cookie: u64,
+    deadline: Instant,
+}
+
+/// Unproven subscriptions on this node, by (address, auction). Node-local soft state.
+#[derive(Default)]
+pub struct Proofs {
+    pending: Mutex<HashMap<(SocketAddr, u64), Pending>>,
+}
+
+impl Proofs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, u64), Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a challenge for `addr` and returns its cookie, or why not.
+    fn start(&self, addr: SocketAddr, auction_id: u64, caller: Caller, ttl_secs: u32) -> Result<u64, ApiError> {
+        let mut pending = self.lock();
+        let now = Instant::now();
+        pending.retain(|_, p| p.deadline > now);
+        let mine = pending.values().filter(|p| p.caller.account == caller.account).count();
+        if mine >= PENDING_PER_ACCOUNT_MAX && !pending.contains_key(&(addr, auction_id)) {
+            return Err(ApiError::Rejected(Rejection::TooManySubscriptions {
+                max: PENDING_PER_ACCOUNT_MAX as u32,
+            }));
+        }
+        if pending.len() >= PENDING_MAX {
+            return Err(ApiError::Unavailable(
+                "too many subscriptions wait for their proof on this node; retry shortly".into(),
+            ));
+        }
+        let mut cookie = [0u8; 8];
+        getrandom::fill(&mut cookie).expect("the OS random source works");
+        let cookie = u64::from_be_bytes(cookie);
+        pending.insert(
+            (addr, auction_id),
+            Pending {
+                caller,
+                ttl_secs,
+                cookie,
+                deadline: now + Duration::from_millis(PROOF_DEADLINE_MS),
+            },
+        );
+        Ok(cookie)
+    }
+
+    /// The pending subscription a confirm proves, taken out; `None` for a wrong cookie.
+    fn confirm(&self, addr: SocketAddr, frame: &ProofFrame) -> Option<Pending> {
+        let mut pending = self.lock();
+        let key = (addr, frame.auction_id);
+        match pending.get(&key) {
+            Some(p) if p.cookie == frame.cookie && p.deadline > Instant::now() => pending.remove(&key),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,16 +128,79 @@ struct Unsubscribe {
     udp: String,
 }
 
+fn parse_udp(addr: &str) -> Result<SocketAddr, ApiError> {
+    let parsed: SocketAddr = addr
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("udp {addr:?} is not an ip:port address")))?;
+    if parsed.port() == 0 || parsed.ip().is_unspecified() {
+        return Err(ApiError::invalid(format!("udp {addr:?} cannot receive datagrams")));
+    }
+    Ok(parsed)
+}
+
+/// Whether `account` already holds a live subscription of `addr` to `auction_id`.
+fn holds(s: &AppState, auction_id: u64, addr: &SocketAddr, account: &str) -> bool {
+    s.sm.read()
+        .book
+        .subscription_owner(auction_id, &addr.to_string(), now_ms())
+        .is_some_and(|owner| owner == account)
+}
+
+/// Sends `addr` a challenge for `auction_id` on behalf of `auth`.
+fn challenge(s: &AppState, auction_id: u64, addr: SocketAddr, auth: &Authenticated, ttl_secs: u32) -> Result<(), ApiError> {
+    let exists = s.sm.read().book.auction(auction_id).map(|a| a.status.is_final());
+    match exists {
+        None => return Err(ApiError::unknown_auction(auction_id)),
+        Some(true) => return Err(ApiError::Rejected(Rejection::AuctionClosed)),
+        Some(false) => {}
+    }
+    if !(1..=gavel_storage::book::SUBSCRIPTION_TTL_MAX_SECS).contains(&ttl_secs) {
+        return Err(ApiError::invalid(format!(
+            "ttl_secs must be between 1 and {}",
+            gavel_storage::book::SUBSCRIPTION_TTL_MAX_SECS
+        )));
+    }
+    let cookie = s.proofs.start(addr, auction_id, auth.caller.clone(), ttl_secs)?;
+    let frame = ProofFrame {
+        confirm: false,
+        auction_id,
+        cookie,
+    };
+    s.udp.push(Push {
+        frame: frame.encode().into(),
+        targets: vec![addr],
+    });
+    Ok(())
+}
+
 pub async fn subscribe(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
     let body: Subscribe = parse_json(&req.body)?;
+    let addr = parse_udp(&body.udp)?;
+    let ttl_secs = body.ttl_secs.unwrap_or(SUBSCRIPTION_TTL_DEFAULT_SECS);
+    let auth = authenticate(&s, &req)?;
+    if !holds(&s, id, &addr, auth.name()) {
+        challenge(&s, id, addr, &auth, ttl_secs)?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "auction_id": id,
+                "udp": addr.to_string(),
+                "status": "pending",
+                "proof_deadline_ms": PROOF_DEADLINE_MS,
+                "message": "a challenge datagram went to the address; send its cookie back from there \
+                            (a confirm datagram, see the README) to start the subscription",
+            })),
+        )
+            .into_response());
+    }
     let op = Op::Subscribe {
         auction_id: id,
-        addr: body.udp,
-        ttl_secs: body.ttl_secs.unwrap_or(SUBSCRIPTION_TTL_DEFAULT_SECS),
+        addr: addr.to_string(),
+        ttl_secs,
     };
     match propose(&s, &req, |_, _| Ok(op)).await? {
         Err(forwarded) => Ok(forwarded),
@@ -62,7 +210,12 @@ pub async fn subscribe(
             expires_at_ms,
         }) => Ok((
             StatusCode::CREATED,
-            Json(json!({ "auction_id": auction_id, "udp": addr, "expires_at": rfc3339(expires_at_ms) })),
+            Json(json!({
+                "auction_id": auction_id,
+                "udp": addr,
+                "status": "active",
+                "expires_at": rfc3339(expires_at_ms),
+            })),
         )
             .into_response()),
         Ok(other) => Err(ApiError::Internal(format!(
@@ -87,44 +240,138 @@ pub async fn unsubscribe(
     }
 }
 
-/// Turns subscribe datagrams into subscription requests to this node's own API (which
-/// forwards them to the leader). Runs until `requests` closes.
-pub async fn run_datagram_requests(s: AppState, mut requests: mpsc::Receiver<(SubscribeFrame, SocketAddr)>) {
-    while let Some((frame, from)) = requests.recv().await {
-        let addr = from.to_string();
-        if frame.subscribe {
-            let ttl_ms = u64::from(frame.ttl_secs) * 1000;
-            let fresh =
-                s.sm.read()
-                    .book
-                    .subscribers(frame.auction_id, now_ms())
-                    .iter()
-                    .any(|(a, expires)| *a == addr && expires.saturating_sub(now_ms()) > ttl_ms / 2);
-            if fresh {
-                continue;
+/// What `/v1/internal/subscribe` carries: a proven (or renewed) subscription, or an
+/// unsubscribe (`ttl_secs` 0), with the caller it is made for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalSubscribe {
+    pub auction_id: u64,
+    pub addr: String,
+    pub ttl_secs: u32,
+    pub account: String,
+    /// Hex of the caller's token hash (the token itself never leaves the first node).
+    pub token_hash: String,
+}
+
+impl InternalSubscribe {
+    fn command(&self) -> Result<Command, ApiError> {
+        let hash: [u8; 32] = hex::decode(&self.token_hash)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ApiError::invalid("token_hash must be 32 bytes of hex"))?;
+        let op = if self.ttl_secs == 0 {
+            Op::Unsubscribe {
+                auction_id: self.auction_id,
+                addr: self.addr.clone(),
             }
-        }
-        let (method, body) = if frame.subscribe {
-            (
-                reqwest::Method::POST,
-                json!({ "udp": addr, "ttl_secs": frame.ttl_secs }),
-            )
         } else {
-            (reqwest::Method::DELETE, json!({ "udp": addr }))
+            Op::Subscribe {
+                auction_id: self.auction_id,
+                addr: self.addr.clone(),
+                ttl_secs: self.ttl_secs,
+            }
         };
-        let url = format!(
-            "http://{}/v1/auctions/{}/subscriptions",
-            s.advertise(),
-            frame.auction_id
-        );
-        match s.client.request(method, url).json(&body).send().await {
-            Ok(resp) if resp.status().is_success() => {
-                tracing::debug!(auction_id = frame.auction_id, %from, subscribe = frame.subscribe, "datagram subscription applied")
-            }
-            Ok(resp) => {
-                tracing::debug!(auction_id = frame.auction_id, %from, status = %resp.status(), "datagram subscription refused")
-            }
-            Err(e) => tracing::debug!(error = %e, "datagram subscription not delivered"),
+        Ok(Command::new(now_ms(), op).with_caller(Caller {
+            account: self.account.clone(),
+            token_hash: hash,
+        }))
+    }
+}
+
+/// On the leader: commits a subscription another node proved (cluster secret required).
+pub async fn internal_subscribe(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
+    crate::workers_api::internal_guard(&s, &req)?;
+    let body: InternalSubscribe = parse_json(&req.body)?;
+    match s.proposer.write(body.command()?).await {
+        Ok((_, BookResponse::Rejected(r))) => Err(ApiError::Rejected(r)),
+        Ok(_) => Ok(Json(json!({ "ok": true })).into_response()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Commits a subscription change: through the proposer on the leader, else through the
+/// leader's internal route.
+async fn commit(s: &AppState, change: InternalSubscribe) -> Result<(), String> {
+    let leading = s.raft.metrics().borrow().state == openraft::ServerState::Leader;
+    if leading {
+        let cmd = change.command().map_err(|e| e.to_string())?;
+        return match s.proposer.write(cmd).await {
+            Ok((_, BookResponse::Rejected(r))) => Err(r.code().to_string()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    let leader = cluster::leader(&s.raft).ok_or("no leader")?;
+    crate::worker::to_leader(s, &leader, INTERNAL_SUBSCRIBE_PATH, &change).await
+}
+
+/// Handles datagrams from the UDP port: subscribe requests (token inside) get a
+/// challenge, or renew an address the account holds already; confirms with the right
+/// cookie commit their subscription. Runs until `requests` closes.
+pub async fn run_datagram_requests(s: AppState, mut requests: mpsc::Receiver<(Inbound, SocketAddr)>) {
+    while let Some((inbound, from)) = requests.recv().await {
+        let result = match inbound {
+            Inbound::Subscribe(frame) => on_subscribe(&s, frame, from).await,
+            Inbound::Confirm(frame) => match s.proofs.confirm(from, &frame) {
+                Some(p) => {
+                    commit(
+                        &s,
+                        InternalSubscribe {
+                            auction_id: frame.auction_id,
+                            addr: from.to_string(),
+                            ttl_secs: p.ttl_secs,
+                            account: p.caller.account,
+                            token_hash: hex::encode(p.caller.token_hash),
+                        },
+                    )
+                    .await
+                }
+                None => Err("no pending subscription with that cookie".into()),
+            },
+        };
+        match result {
+            Ok(()) => tracing::debug!(%from, "datagram request handled"),
+            Err(e) => tracing::debug!(%from, error = %e, "datagram request not handled"),
         }
     }
+}
+
+async fn on_subscribe(s: &AppState, frame: SubscribeFrame, from: SocketAddr) -> Result<(), String> {
+    let token_hash = hash_token(&frame.token);
+    let account = s.sm.read().book.account_by_token(&token_hash).cloned();
+    // An unknown token gets no answer at all: nothing to reflect off this node.
+    let account = account.ok_or("unknown token")?;
+    let auth = Authenticated {
+        caller: Caller {
+            account: account.name.clone(),
+            token_hash,
+        },
+        account,
+    };
+    let change = InternalSubscribe {
+        auction_id: frame.auction_id,
+        addr: from.to_string(),
+        ttl_secs: if frame.subscribe { frame.ttl_secs } else { 0 },
+        account: auth.name().to_string(),
+        token_hash: hex::encode(token_hash),
+    };
+    if !frame.subscribe {
+        return commit(s, change).await;
+    }
+    if holds(s, frame.auction_id, &from, auth.name()) {
+        // Renew only once less than half the TTL is left: frequent renewals cost nothing.
+        let left_ms = s
+            .sm
+            .read()
+            .book
+            .subscribers(frame.auction_id, now_ms())
+            .iter()
+            .find(|(a, _)| *a == from.to_string())
+            .map_or(0, |(_, expires)| expires.saturating_sub(now_ms()));
+        if left_ms > u64::from(frame.ttl_secs) * 500 {
+            return Ok(());
+        }
+        return commit(s, change).await;
+    }
+    challenge(s, frame.auction_id, from, &auth, frame.ttl_secs).map_err(|e| e.to_string())
 }

@@ -23,14 +23,26 @@
 //! ```
 //! At most 178 bytes. Encoded once per event, sent to every live subscriber.
 //!
-//! # Subscribe datagram (client → node), 20 bytes
+//! # Subscribing over UDP, and proving the address (integers big-endian)
+//!
+//! A subscription reaches an address only once that address has shown it wants it:
+//! the node sends a *challenge* with a random cookie, and the subscription is made when
+//! the same address sends the cookie back in a *confirm*. Until then nothing else goes
+//! to the address, and a challenge is never larger than what asked for it, so a forged
+//! source address gains an attacker no amplification.
 //!
 //! ```text
-//! 0 2 magic "GV" | 2 1 version 1 | 3 1 kind 0x81 subscribe, 0x82 unsubscribe
-//! 4 8 auction_id | 12 4 ttl_secs (0 for unsubscribe) | 16 4 crc32 of bytes [0, 16)
+//! subscribe / unsubscribe (client → node), 21 + N bytes:
+//! 0 2 magic "GV" | 2 1 version 2 | 3 1 kind 0x81 subscribe, 0x82 unsubscribe
+//! 4 8 auction_id | 12 4 ttl_secs (0 for unsubscribe) | 16 1 token_len N (16..=128)
+//! 17 N the account's API token | 17+N 4 crc32 of bytes [0, 17+N)
+//!
+//! challenge (node → client, kind 0x83) and confirm (client → node, kind 0x84), 24 bytes:
+//! 0 2 magic | 2 1 version 2 | 3 1 kind | 4 8 auction_id | 12 8 cookie | 20 4 crc32
 //! ```
-//! The datagram's source address is the subscriber. Anything else arriving on the port —
-//! short, long, wrong magic, version, kind or checksum — is dropped and counted.
+//! A subscribe datagram's source address is the subscriber. A subscription asked for
+//! over HTTP is challenged the same way. Anything else arriving on the port — short,
+//! long, wrong magic, version, kind or checksum — is dropped and counted.
 //!
 //! # Sending
 //!
@@ -49,13 +61,23 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 pub const MAGIC: [u8; 2] = *b"GV";
-pub const VERSION: u8 = 1;
+/// 2: subscribe datagrams carry a token; challenge and confirm datagrams.
+pub const VERSION: u8 = 2;
 pub const BIDDER_MAX_BYTES: usize = 128;
 pub const EVENT_HEADER_LEN: usize = 46;
 pub const EVENT_MAX_LEN: usize = EVENT_HEADER_LEN + BIDDER_MAX_BYTES + 4;
-pub const SUBSCRIBE_LEN: usize = 20;
 pub const KIND_SUBSCRIBE: u8 = 0x81;
 pub const KIND_UNSUBSCRIBE: u8 = 0x82;
+pub const KIND_CHALLENGE: u8 = 0x83;
+pub const KIND_CONFIRM: u8 = 0x84;
+/// Token bytes a subscribe datagram carries: at least 16, so that it is never smaller than
+/// the challenge it may cause.
+pub const TOKEN_MIN_BYTES: usize = 16;
+pub const TOKEN_MAX_BYTES: usize = 128;
+/// Bytes of a subscribe datagram before its token.
+const SUBSCRIBE_HEADER_LEN: usize = 17;
+/// Bytes of a challenge or confirm datagram.
+pub const PROOF_LEN: usize = 24;
 /// Pushes waiting for the sender task.
 pub const PUSH_QUEUE_MAX: usize = 4096;
 /// Largest datagram read from the socket (anything longer is invalid anyway).
@@ -211,16 +233,18 @@ fn check_envelope(bytes: &[u8]) -> Result<(), Invalid> {
 }
 
 /// A subscribe or unsubscribe datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeFrame {
     pub subscribe: bool,
     pub auction_id: u64,
     pub ttl_secs: u32,
+    pub token: String,
 }
 
 impl SubscribeFrame {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SUBSCRIBE_LEN);
+        let token = &self.token.as_bytes()[..self.token.len().min(TOKEN_MAX_BYTES)];
+        let mut out = Vec::with_capacity(SUBSCRIBE_HEADER_LEN + token.len() + 4);
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(if self.subscribe {
@@ -230,13 +254,19 @@ impl SubscribeFrame {
         });
         out.extend_from_slice(&self.auction_id.to_be_bytes());
         out.extend_from_slice(&self.ttl_secs.to_be_bytes());
+        out.push(token.len() as u8);
+        out.extend_from_slice(token);
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, Invalid> {
-        if bytes.len() != SUBSCRIBE_LEN {
+        if bytes.len() < SUBSCRIBE_HEADER_LEN + TOKEN_MIN_BYTES + 4 {
+            return Err(Invalid::Length);
+        }
+        let token_len = bytes[16] as usize;
+        if !(TOKEN_MIN_BYTES..=TOKEN_MAX_BYTES).contains(&token_len) || bytes.len() != SUBSCRIBE_HEADER_LEN + token_len + 4 {
             return Err(Invalid::Length);
         }
         check_envelope(bytes)?;
@@ -245,11 +275,74 @@ impl SubscribeFrame {
             KIND_UNSUBSCRIBE => false,
             _ => return Err(Invalid::Kind),
         };
+        let token = std::str::from_utf8(&bytes[SUBSCRIBE_HEADER_LEN..SUBSCRIBE_HEADER_LEN + token_len])
+            .map_err(|_| Invalid::Utf8)?
+            .to_string();
         Ok(SubscribeFrame {
             subscribe,
             auction_id: u64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes")),
             ttl_secs: u32::from_be_bytes(bytes[12..16].try_into().expect("4 bytes")),
+            token,
         })
+    }
+}
+
+/// A challenge (node → client) or its confirm (client → node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProofFrame {
+    /// `false`: a challenge; `true`: a confirm.
+    pub confirm: bool,
+    pub auction_id: u64,
+    pub cookie: u64,
+}
+
+impl ProofFrame {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PROOF_LEN);
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(if self.confirm { KIND_CONFIRM } else { KIND_CHALLENGE });
+        out.extend_from_slice(&self.auction_id.to_be_bytes());
+        out.extend_from_slice(&self.cookie.to_be_bytes());
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Invalid> {
+        if bytes.len() != PROOF_LEN {
+            return Err(Invalid::Length);
+        }
+        check_envelope(bytes)?;
+        let confirm = match bytes[3] {
+            KIND_CHALLENGE => false,
+            KIND_CONFIRM => true,
+            _ => return Err(Invalid::Kind),
+        };
+        Ok(ProofFrame {
+            confirm,
+            auction_id: u64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes")),
+            cookie: u64::from_be_bytes(bytes[12..20].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// What a client may send to a node's UDP port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    Subscribe(SubscribeFrame),
+    Confirm(ProofFrame),
+}
+
+impl Inbound {
+    pub fn decode(bytes: &[u8]) -> Result<Self, Invalid> {
+        if bytes.len() == PROOF_LEN {
+            match ProofFrame::decode(bytes)? {
+                frame @ ProofFrame { confirm: true, .. } => return Ok(Inbound::Confirm(frame)),
+                ProofFrame { confirm: false, .. } => return Err(Invalid::Kind),
+            }
+        }
+        SubscribeFrame::decode(bytes).map(Inbound::Subscribe)
     }
 }
 
@@ -309,13 +402,10 @@ pub fn start_sender(socket: Arc<UdpSocket>, counters: Arc<UdpCounters>) -> UdpSe
     UdpSender { queue, counters }
 }
 
-/// Receives datagrams on `socket`: valid subscribe frames go to `requests` (with the
-/// source address), everything else is counted and dropped. Ends when `requests` closes.
-pub async fn receive(
-    socket: Arc<UdpSocket>,
-    counters: Arc<UdpCounters>,
-    requests: mpsc::Sender<(SubscribeFrame, SocketAddr)>,
-) {
+/// Receives datagrams on `socket`: valid subscribe and confirm frames go to `requests`
+/// (with the source address), everything else is counted and dropped. Ends when
+/// `requests` closes.
+pub async fn receive(socket: Arc<UdpSocket>, counters: Arc<UdpCounters>, requests: mpsc::Sender<(Inbound, SocketAddr)>) {
     let mut buf = vec![0u8; RECV_BUFFER_BYTES];
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
@@ -323,7 +413,7 @@ pub async fn receive(
             // ICMP errors from earlier sends surface here on some systems; keep going.
             Err(_) => continue,
         };
-        match SubscribeFrame::decode(&buf[..n]) {
+        match Inbound::decode(&buf[..n]) {
             Ok(frame) => {
                 counters.inbound_valid.fetch_add(1, Ordering::Relaxed);
                 if requests.is_closed() {
@@ -387,6 +477,7 @@ mod tests {
             subscribe: true,
             auction_id: 9,
             ttl_secs: 60,
+            token: "gvl_0123456789abcdefghij".into(),
         }
         .encode();
         assert_eq!(
@@ -394,7 +485,8 @@ mod tests {
             Ok(SubscribeFrame {
                 subscribe: true,
                 auction_id: 9,
-                ttl_secs: 60
+                ttl_secs: 60,
+                token: "gvl_0123456789abcdefghij".into(),
             })
         );
         for i in 0..sub.len() {
@@ -402,6 +494,20 @@ mod tests {
             bad[i] ^= 0x01;
             assert!(SubscribeFrame::decode(&bad).is_err(), "flip at {i}");
         }
+        let challenge = ProofFrame {
+            confirm: false,
+            auction_id: 9,
+            cookie: 42,
+        }
+        .encode();
+        assert!(challenge.len() <= sub.len(), "a challenge is never larger than a subscribe");
+        assert_eq!(Inbound::decode(&challenge), Err(Invalid::Kind), "a node takes no challenges");
+        let confirm = ProofFrame {
+            confirm: true,
+            auction_id: 9,
+            cookie: 42,
+        };
+        assert_eq!(Inbound::decode(&confirm.encode()), Ok(Inbound::Confirm(confirm)));
         assert_eq!(SubscribeFrame::decode(&bytes), Err(Invalid::Length));
     }
 
@@ -413,6 +519,7 @@ mod tests {
         fn random_datagrams_never_panic_a_decoder(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
             let _ = EventFrame::decode(&bytes);
             let _ = SubscribeFrame::decode(&bytes);
+            let _ = Inbound::decode(&bytes);
         }
 
         #[test]

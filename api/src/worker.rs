@@ -274,7 +274,8 @@ fn is_leader(s: &AppState) -> bool {
 }
 
 /// Sends `body` to the leader's internal `path`; a leader calls itself directly.
-async fn to_leader<T: Serialize>(s: &AppState, leader: &NodeAddr, path: &str, body: &T) -> Result<(), String> {
+/// POSTs `body` to an internal route of the leader, with the cluster secret.
+pub async fn to_leader<T: Serialize>(s: &AppState, leader: &NodeAddr, path: &str, body: &T) -> Result<(), String> {
     let secret = s
         .secret
         .as_deref()

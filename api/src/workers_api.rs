@@ -47,7 +47,8 @@ pub async fn list(State(s): State<AppState>, req: RawRequest) -> Response {
     Json(json!({ "workers": workers })).into_response()
 }
 
-fn internal_guard(s: &AppState, req: &RawRequest) -> Result<(), ApiError> {
+/// Internal routes need the cluster secret and run on the leader.
+pub fn internal_guard(s: &AppState, req: &RawRequest) -> Result<(), ApiError> {
     if !secret_matches(s.secret.as_deref(), &req.headers) {
         return Err(ApiError::Unauthorized("missing or wrong cluster secret".into()));
     }

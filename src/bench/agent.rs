@@ -55,6 +55,11 @@ pub enum Reply {
     Refused { code: String, min_next_bid: Option<u64> },
 }
 
+/// The name of client `index`'s `k`-th bidder.
+pub fn bidder_name(index: usize, k: usize) -> String {
+    format!("c{index}-b{k}")
+}
+
 /// Bidder identities per client: a client is one connection placing bids for a few
 /// bidders (as a web front end does), so that one client alone can keep outbidding.
 pub const BIDDERS_PER_CLIENT: usize = 4;
@@ -81,7 +86,7 @@ impl Agent {
     ) -> Self {
         Agent {
             strategy: strategy.for_client(index),
-            bidders: (0..BIDDERS_PER_CLIENT).map(|k| format!("c{index}-b{k}")).collect(),
+            bidders: (0..BIDDERS_PER_CLIENT).map(|k| bidder_name(index, k)).collect(),
             increment,
             known_min: vec![starting_price; auctions],
             leading: vec![None; auctions],

@@ -102,6 +102,9 @@ pub struct RunArgs {
     /// A label for the report (e.g. which durability settings the system ran with).
     #[arg(long, default_value = "")]
     pub label: String,
+    /// Gavel: an admin's token; the run creates its seller and bidder accounts with it.
+    #[arg(long, env = "GAVEL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -294,7 +297,7 @@ struct Progress {
 
 pub async fn run(args: &RunArgs) -> Result<RunReport> {
     let timeout = Duration::from_millis(args.timeout_ms);
-    let target = Arc::new(Target::new(args.system, &args.endpoints, timeout)?);
+    let target = Arc::new(Target::new(args.system, &args.endpoints, timeout, args.token.as_deref())?);
     let snipe_secs = args.snipe_secs.unwrap_or((args.duration_secs / 3).clamp(1, 3));
     let run_id = format!("{}-{}", now_ms(), std::process::id());
     let setup_started = Instant::now();

@@ -63,6 +63,12 @@ pub enum Target {
     Gavel {
         endpoints: Vec<String>,
         http: reqwest::Client,
+        /// An admin's token: the run creates its seller and bidder accounts with it.
+        admin_token: String,
+        /// Prefix of the run's account names (accounts are never reused).
+        accounts: String,
+        /// The run's seller account's token, once made.
+        seller_token: std::sync::OnceLock<String>,
     },
     Etcd {
         endpoints: Vec<String>,
@@ -78,6 +84,10 @@ pub enum Conn {
     Gavel {
         http: reqwest::Client,
         base: String,
+        /// The tokens of this client's bidder accounts, by bidder name.
+        tokens: HashMap<String, String>,
+        /// Prefix of the run's account names.
+        accounts: String,
     },
     Etcd {
         http: reqwest::Client,
@@ -107,7 +117,7 @@ fn etcd_bid_prefix(auction_key: &str) -> String {
 }
 
 impl Target {
-    pub fn new(kind: super::System, endpoints: &[String], timeout: Duration) -> Result<Self> {
+    pub fn new(kind: super::System, endpoints: &[String], timeout: Duration, admin_token: Option<&str>) -> Result<Self> {
         let endpoints: Vec<String> = endpoints
             .iter()
             .map(|e| {
@@ -126,6 +136,11 @@ impl Target {
             super::System::Gavel => Target::Gavel {
                 endpoints,
                 http: http_client(timeout)?,
+                admin_token: admin_token
+                    .context("the gavel target needs an admin's token: --token or GAVEL_TOKEN")?
+                    .to_string(),
+                accounts: format!("bench-{:x}", super::now_ms()),
+                seller_token: std::sync::OnceLock::new(),
             },
             super::System::Etcd => Target::Etcd {
                 endpoints,
@@ -143,12 +158,20 @@ impl Target {
     /// Creates the run's auctions; returns their ids or keys, in order.
     pub async fn prepare(&self, w: &Workload) -> Result<Auctions> {
         match self {
-            Target::Gavel { endpoints, http } => {
+            Target::Gavel {
+                endpoints,
+                http,
+                admin_token,
+                accounts,
+                seller_token,
+            } => {
                 let ends_at = gavel_api::json::rfc3339(w.ends_at_ms);
+                let seller = create_account(http, &endpoints[0], admin_token, &format!("{accounts}-seller"), "seller").await?;
+                let seller = seller_token.get_or_init(|| seller).clone();
+                let seller = &seller;
                 stream::iter(0..w.auctions)
                     .map(|i| {
                         let body = json!({
-                            "seller": "bench-seller",
                             "title": format!("bench {} #{i}", w.run_id),
                             "starting_price": w.starting_price,
                             "increment": w.increment,
@@ -161,7 +184,7 @@ impl Target {
                         });
                         let url = format!("{}/v1/auctions", endpoints[i % endpoints.len()]);
                         async move {
-                            let resp = http.post(&url).json(&body).send().await?;
+                            let resp = http.post(&url).bearer_auth(seller).json(&body).send().await?;
                             let status = resp.status();
                             let v: Value = resp.json().await?;
                             if status != reqwest::StatusCode::CREATED {
@@ -232,7 +255,7 @@ impl Target {
     /// Redis, which has one.
     pub async fn leader_endpoint(&self) -> Result<Option<String>> {
         match self {
-            Target::Gavel { endpoints, http } => {
+            Target::Gavel { endpoints, http, .. } => {
                 let url = format!("{}/v1/cluster", endpoints[0]);
                 let v: Value = http.get(&url).send().await?.error_for_status()?.json().await?;
                 let addr = v["leader"]["addr"]
@@ -262,10 +285,28 @@ impl Target {
                 .unwrap_or_else(|| endpoints[index % endpoints.len()].clone())
         };
         Ok(match self {
-            Target::Gavel { endpoints, .. } => Conn::Gavel {
-                http: http_client(timeout)?,
-                base: pick(endpoints),
-            },
+            Target::Gavel {
+                endpoints,
+                http,
+                admin_token,
+                accounts,
+                ..
+            } => {
+                // The client's bidder accounts, made before the run so that the run
+                // measures bids only.
+                let mut tokens = HashMap::new();
+                for k in 0..super::agent::BIDDERS_PER_CLIENT {
+                    let bidder = super::agent::bidder_name(index, k);
+                    let name = format!("{accounts}-{bidder}");
+                    tokens.insert(bidder, create_account(http, &endpoints[0], admin_token, &name, "bidder").await?);
+                }
+                Conn::Gavel {
+                    http: http_client(timeout)?,
+                    base: pick(endpoints),
+                    tokens,
+                    accounts: accounts.clone(),
+                }
+            }
             Target::Etcd { endpoints, .. } => Conn::Etcd {
                 http: http_client(timeout)?,
                 base: pick(endpoints),
@@ -281,7 +322,7 @@ impl Target {
     /// How many bids the system holds for these auctions, read after the run.
     pub async fn stored_bids(&self, auctions: &Auctions) -> Result<u64> {
         match self {
-            Target::Gavel { endpoints, http } => {
+            Target::Gavel { endpoints, http, .. } => {
                 let counts: Vec<u64> = stream::iter(auctions.iter())
                     .map(|id| async move {
                         let url = format!("{}/v1/auctions/{id}?consistency=linearizable", endpoints[0]);
@@ -342,16 +383,24 @@ impl Conn {
     pub async fn bid(&mut self, auctions: &Auctions, bidder: &str, bid: &Bid) -> Result<(Reply, u32)> {
         let key = &auctions[bid.auction];
         match self {
-            Conn::Gavel { http, base } => {
+            Conn::Gavel {
+                http,
+                base,
+                tokens,
+                accounts,
+            } => {
                 let url = format!("{base}/v1/auctions/{key}/bids");
-                let mut body = json!({ "bidder": bidder });
+                let token = tokens
+                    .get(bidder)
+                    .ok_or_else(|| anyhow!("no account for bidder {bidder}"))?;
+                let mut body = json!({ "bidder": format!("{accounts}-{bidder}") });
                 if let Some(a) = bid.amount {
                     body["amount"] = json!(a);
                 }
                 if let Some(m) = bid.max_amount {
                     body["max_amount"] = json!(m);
                 }
-                let resp = http.post(&url).json(&body).send().await?;
+                let resp = http.post(&url).bearer_auth(token).json(&body).send().await?;
                 let status = resp.status();
                 let bytes = resp.bytes().await?;
                 if status == reqwest::StatusCode::CREATED {
@@ -414,6 +463,33 @@ impl Conn {
         }
     }
 }
+
+/// Creates account `name` with one role through `base` with an admin's token; returns
+/// its token. Retries for a while: right after a cluster starts its first admin may not
+/// exist yet.
+async fn create_account(http: &reqwest::Client, base: &str, admin_token: &str, name: &str, role: &str) -> Result<String> {
+    let url = format!("{base}/v1/accounts");
+    let body = json!({ "name": name, "roles": [role] });
+    let deadline = std::time::Instant::now() + Duration::from_secs(ACCOUNT_SETUP_SECS);
+    loop {
+        let resp = http.post(&url).bearer_auth(admin_token).json(&body).send().await?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if status == reqwest::StatusCode::CREATED {
+            return v["token"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("no token in {v}"));
+        }
+        if std::time::Instant::now() > deadline || status == reqwest::StatusCode::CONFLICT {
+            bail!("creating account {name} at {url}: {status} {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How long setting up an account may keep retrying.
+const ACCOUNT_SETUP_SECS: u64 = 15;
 
 #[derive(Deserialize)]
 struct GavelAccepted {

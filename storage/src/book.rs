@@ -78,7 +78,7 @@ mod workers;
 pub use idempotency::{
     IdempotencyLimits, IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_KEYS_PER_CLIENT, IDEMPOTENCY_KEY_MAX_BYTES, IDEMPOTENCY_TTL_MS,
 };
-pub use subscriptions::{SUBSCRIBERS_PER_AUCTION_MAX, SUBSCRIPTION_TTL_MAX_SECS};
+pub use subscriptions::{SUBSCRIBERS_PER_AUCTION_MAX, SUBSCRIPTIONS_PER_ACCOUNT_MAX, SUBSCRIPTION_TTL_MAX_SECS};
 
 use idempotency::{IdempotencyTable, Lookup};
 
@@ -103,7 +103,9 @@ pub struct AuctionBook {
     idempotency: IdempotencyTable,
     /// UDP subscribers of each auction: address → expiry (command time). Replicated, so
     /// a worker that takes an auction over knows whom to push to.
-    subscriptions: BTreeMap<AuctionId, BTreeMap<String, TimestampMs>>,
+    subscriptions: BTreeMap<AuctionId, BTreeMap<String, subscriptions::Subscription>>,
+    /// Derived: each account's subscriptions, (auction, address).
+    subscriptions_by_owner: BTreeMap<String, BTreeSet<(AuctionId, String)>>,
     /// Accounts by name (see [`accounts`]).
     accounts: BTreeMap<String, accounts::Account>,
     /// Enabled accounts' current token hashes → account name.
@@ -211,8 +213,8 @@ impl AuctionBook {
                 auction_id,
                 addr,
                 ttl_secs,
-            } => self.subscribe(*auction_id, addr, *ttl_secs, now),
-            Op::Unsubscribe { auction_id, addr } => self.unsubscribe(*auction_id, addr),
+            } => self.subscribe(*auction_id, addr, *ttl_secs, cmd.caller.as_ref(), now),
+            Op::Unsubscribe { auction_id, addr } => self.unsubscribe(*auction_id, addr, cmd.caller.as_ref()),
             Op::Batch(_) => Err(Rejection::InvalidInput {
                 reason: "batches do not nest".into(),
             }),

@@ -372,6 +372,12 @@ pub enum Rejection {
     TooManySubscribers {
         max: u32,
     },
+    /// The account holds as many live UDP subscriptions as it may.
+    TooManySubscriptions {
+        max: u32,
+    },
+    /// Another account's live subscription holds this address.
+    SubscriptionTaken,
 }
 
 impl Rejection {
@@ -405,6 +411,8 @@ impl Rejection {
             Rejection::ReplayedNonce { .. } => "replayed_nonce",
             Rejection::OverBudget { .. } => "over_budget",
             Rejection::TooManySubscribers { .. } => "too_many_subscribers",
+            Rejection::TooManySubscriptions { .. } => "too_many_subscriptions",
+            Rejection::SubscriptionTaken => "subscription_taken",
         }
     }
 }

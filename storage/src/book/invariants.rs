@@ -37,6 +37,18 @@ impl AuctionBook {
         if let Some((&key, worker)) = self.workers.iter().find(|(key, worker)| **key != worker.node_id) {
             return Err(format!("worker {key} is registered as node {}", worker.node_id));
         }
+        let mut owned: BTreeMap<String, BTreeSet<(AuctionId, String)>> = BTreeMap::new();
+        for (id, subs) in &self.subscriptions {
+            if subs.is_empty() {
+                return Err(format!("auction {id} keeps an empty subscriber map"));
+            }
+            for (addr, sub) in subs {
+                owned.entry(sub.owner.clone()).or_default().insert((*id, addr.clone()));
+            }
+        }
+        if owned != self.subscriptions_by_owner {
+            return Err("the subscriptions-by-owner index does not match the subscriptions".into());
+        }
         let mut exposure: BTreeMap<String, crate::types::Money> = BTreeMap::new();
         for auction in self.auctions.values().filter(|a| !a.status.is_final()) {
             if let Some(leader) = &auction.leader {
