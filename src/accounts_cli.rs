@@ -73,7 +73,11 @@ pub fn run(args: AccountArgs) -> Result<ExitCode> {
                 client.post("/v1/accounts", body, None).await?
             }
             AccountCommand::Show { name } => client.get(&format!("/v1/accounts/{name}")).await?,
-            AccountCommand::Rotate { name } => client.post(&format!("/v1/accounts/{name}/tokens"), json!({}), None).await?,
+            AccountCommand::Rotate { name } => {
+                client
+                    .post(&format!("/v1/accounts/{name}/tokens"), json!({}), None)
+                    .await?
+            }
             AccountCommand::Disable { name } => client.delete(&format!("/v1/accounts/{name}")).await?,
         };
         if let Some(code) = refused(&answer) {
@@ -89,7 +93,15 @@ pub fn run(args: AccountArgs) -> Result<ExitCode> {
             other => safe(&other.to_string()),
         };
         let b = &answer.body;
-        for field in ["name", "roles", "budget", "exposure", "public_key", "disabled", "created_at"] {
+        for field in [
+            "name",
+            "roles",
+            "budget",
+            "exposure",
+            "public_key",
+            "disabled",
+            "created_at",
+        ] {
             println!("{field:<11} {}", text(&b[field]));
         }
         if let Some(token) = b["token"].as_str() {

@@ -30,6 +30,9 @@ pub enum Command {
     /// Signing keys for signed bids.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Check signed bids against the bidders' public keys.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print an auction's live events (UDP or SSE) and report gaps in seq.
     Watch(crate::watch::WatchArgs),
     /// Load-test Gavel (or etcd, Redis) with bidder agents; compare runs.
@@ -78,6 +81,14 @@ pub struct ServeArgs {
     /// [default: a new token written to <data-dir>/admin.token]
     #[arg(long, env = "GAVEL_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Requests per second one client address may send (burst: twice that; 0: no
+    /// limit). [default: 5000]
+    #[arg(long, env = "GAVEL_RATE_PER_ADDRESS")]
+    pub rate_per_address: Option<u32>,
+    /// Writes per second one account may send (burst: twice that; 0: no limit).
+    /// [default: 200]
+    #[arg(long, env = "GAVEL_RATE_PER_ACCOUNT")]
+    pub rate_per_account: Option<u32>,
     /// Cluster name. [default: gavel]
     #[arg(long, env = "GAVEL_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
@@ -87,6 +98,13 @@ pub struct ServeArgs {
     /// Skip the fsync after each log flush (survives process crashes, not power loss).
     #[arg(long, env = "GAVEL_NO_FSYNC")]
     pub no_fsync: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify every signed bid: of a snapshot file, a stopped node's data dir, or one
+    /// auction through a node.
+    Verify(crate::audit::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +167,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Auction(args) => crate::client::run(args),
         Command::Account(args) => crate::accounts_cli::run(args),
         Command::Key(KeyCommand::Generate(args)) => crate::keys::generate(&args),
+        Command::Audit(AuditCommand::Verify(args)) => crate::audit::verify(&args),
         Command::Watch(args) => crate::watch::run(args),
         Command::Bench(cmd) => crate::bench::main(cmd),
         Command::Log(LogCommand::Dump(args)) => tools::log_dump(&args),

@@ -264,7 +264,11 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
             if let Some(m) = max_amount {
                 body["max_amount"] = json!(m);
             }
-            let signing_key = args.key_file.as_deref().map(crate::keys::read_signing_key).transpose()?;
+            let signing_key = args
+                .key_file
+                .as_deref()
+                .map(crate::keys::read_signing_key)
+                .transpose()?;
             let nonce = nonce.unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -285,7 +289,11 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
                 .post(&format!("/v1/auctions/{id}/buy"), json!({}), key.as_deref())
                 .await?
         }
-        AuctionCommand::Cancel { id } => client.post(&format!("/v1/auctions/{id}/cancel"), json!({}), None).await?,
+        AuctionCommand::Cancel { id } => {
+            client
+                .post(&format!("/v1/auctions/{id}/cancel"), json!({}), None)
+                .await?
+        }
     };
     if let Some(code) = refused(&answer) {
         return Ok(code);

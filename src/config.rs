@@ -61,6 +61,43 @@ pub struct Config {
     /// A file holding the first admin's token, used when this node bootstraps a cluster
     /// (default: a new token written to `<data_dir>/admin.token`).
     pub admin_token_file: Option<PathBuf>,
+    /// Token buckets per client address and per account.
+    pub rate_limits: RateLimits,
+}
+
+/// `[rate_limits]`: requests per second and bursts; 0 per second turns a limit off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Every request from one client address (reads included).
+    pub per_address_per_sec: u32,
+    pub per_address_burst: u32,
+    /// Every write by one account.
+    pub per_account_per_sec: u32,
+    pub per_account_burst: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let d = gavel_api::limits::RateLimitConfig::default();
+        RateLimits {
+            per_address_per_sec: d.per_address_per_sec,
+            per_address_burst: d.per_address_burst,
+            per_account_per_sec: d.per_account_per_sec,
+            per_account_burst: d.per_account_burst,
+        }
+    }
+}
+
+impl RateLimits {
+    pub fn to_api(&self) -> gavel_api::limits::RateLimitConfig {
+        gavel_api::limits::RateLimitConfig {
+            per_address_per_sec: self.per_address_per_sec,
+            per_address_burst: self.per_address_burst,
+            per_account_per_sec: self.per_account_per_sec,
+            per_account_burst: self.per_account_burst,
+        }
+    }
 }
 
 /// `[idempotency]`: how many keys are remembered, per client and in all, for how long,
@@ -151,6 +188,7 @@ impl std::fmt::Debug for Config {
             .field("http", &self.http)
             .field("idempotency", &self.idempotency)
             .field("admin_token_file", &self.admin_token_file)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -176,6 +214,7 @@ impl Default for Config {
             http: HttpLimits::default(),
             idempotency: IdempotencyConfig::default(),
             admin_token_file: None,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -196,6 +235,14 @@ impl Config {
         }
         if let Some(v) = &args.join {
             config.join = Some(v.clone());
+        }
+        if let Some(v) = args.rate_per_address {
+            config.rate_limits.per_address_per_sec = v;
+            config.rate_limits.per_address_burst = v.saturating_mul(2);
+        }
+        if let Some(v) = args.rate_per_account {
+            config.rate_limits.per_account_per_sec = v;
+            config.rate_limits.per_account_burst = v.saturating_mul(2);
         }
         if let Some(v) = &args.admin_token_file {
             config.admin_token_file = Some(v.clone());

@@ -1,6 +1,7 @@
 //! The `gavel` binary: parses the command line and hands over to one function.
 
 mod accounts_cli;
+mod audit;
 mod bench;
 mod cli;
 mod client;

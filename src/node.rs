@@ -353,6 +353,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             data_dir: Some(config.data_dir.clone()),
             learner_catchup_timeout: Duration::from_millis(config.raft.learner_catchup_timeout_ms),
             idempotency_limits: config.idempotency.to_limits(),
+            rate_limits: config.rate_limits.to_api(),
         },
         worker,
         udp,
@@ -366,6 +367,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     let worker_task = tokio::spawn(gavel_api::worker::run_worker(state.clone(), stop.clone()));
     let reconciler = tokio::spawn(gavel_api::worker::run_reconciler(state.clone(), stop.clone()));
     let membership = tokio::spawn(gavel_api::membership::run_membership_watch(state.clone(), stop.clone()));
+    tokio::spawn(gavel_api::limits::run_forgetting(state.limits.clone(), stop.clone()));
     let limits = config.http.to_server_limits();
     let connections = state.connections.clone();
     let app = gavel_api::router(state);

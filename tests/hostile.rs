@@ -167,7 +167,13 @@ async fn out_of_range_values_and_control_characters_are_refused() {
     log("names are accounts: one with control, bidi or invisible characters cannot be made");
     for name in ["\u{202E}mas", "sam\u{200B}", "ann\u{1b}]0;x\u{7}", "ann\nbob"] {
         let (status, answer) = c
-            .post_with(1, "/v1/accounts", &json!({"name": name, "roles": ["bidder"]}), None, Some(ADMIN_TOKEN))
+            .post_with(
+                1,
+                "/v1/accounts",
+                &json!({"name": name, "roles": ["bidder"]}),
+                None,
+                Some(ADMIN_TOKEN),
+            )
             .await;
         assert_eq!((status, code(&answer)), (400, "invalid_input"), "{name:?}: {answer}");
     }
@@ -190,7 +196,13 @@ async fn out_of_range_values_and_control_characters_are_refused() {
     }
     let ann = c.token("ann").await;
     let (status, answer) = c
-        .post_with(1, "/v1/auctions/1/bids", &json!({"bidder": "ann\u{1b}", "amount": 1000}), None, ann.as_deref())
+        .post_with(
+            1,
+            "/v1/auctions/1/bids",
+            &json!({"bidder": "ann\u{1b}", "amount": 1000}),
+            None,
+            ann.as_deref(),
+        )
         .await;
     assert_eq!((status, code(&answer)), (403, "identity_mismatch"), "{answer}");
     let (_, bids) = c.get(1, "/v1/auctions/1/bids").await;
@@ -209,6 +221,7 @@ async fn out_of_range_values_and_control_characters_are_refused() {
     let resp = c
         .http
         .post(c.node(1).url("/v1/auctions/1/bids"))
+        .bearer_auth(c.token("ann").await.unwrap())
         .json(&json!({"bidder": "ann", "max_amount": 1}))
         .send()
         .await

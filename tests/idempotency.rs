@@ -78,13 +78,7 @@ async fn retries_get_the_first_answer_or_a_clear_refusal_never_a_second_executio
     let (status, theirs) = keyed(&b, &create, &lot_of("b's lot"), "b-1").await;
     assert_eq!(status, 201);
     for i in 0..12 {
-        let (status, body) = keyed(
-            &a,
-            &create,
-            &lot_of(&format!("flood {i}")),
-            &format!("flood-{i}"),
-        )
-        .await;
+        let (status, body) = keyed(&a, &create, &lot_of(&format!("flood {i}")), &format!("flood-{i}")).await;
         assert_eq!(status, 201, "{body}");
     }
     let (status, again) = keyed(&b, &create, &lot_of("b's lot"), "b-1").await;
@@ -99,7 +93,11 @@ async fn retries_get_the_first_answer_or_a_clear_refusal_never_a_second_executio
         (409, Some("idempotency_key_expired")),
         "{body}"
     );
-    let (status, body) = keyed(&a, &bids, &json!({"bidder": "ann", "amount": 1000}), "bid-1").await;
+    for i in 0..6u64 {
+        let (status, body) = keyed(&ann, &bids, &json!({"amount": 2000 + i * 100}), &format!("push-{i}")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = keyed(&ann, &bids, &json!({"amount": 1000}), "bid-1").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("idempotency_key_expired")),
@@ -108,8 +106,17 @@ async fn retries_get_the_first_answer_or_a_clear_refusal_never_a_second_executio
     let (_, after) = c.get(1, "/v1/auctions?limit=500").await;
     assert_eq!(after["auctions"].as_array().unwrap().len(), count, "no second auction");
     let (_, history) = c.get(1, &format!("/v1/auctions/{id}/bids")).await;
-    let bid_ids: Vec<&Value> = history["bids"].as_array().unwrap().iter().map(|b| &b["bid_id"]).collect();
-    assert_eq!(bid_ids.len(), 7, "the first bid and the six pushes, no second run of the first");
+    let bid_ids: Vec<&Value> = history["bids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["bid_id"])
+        .collect();
+    assert_eq!(
+        bid_ids.len(),
+        7,
+        "the first bid and the six pushes, no second run of the first"
+    );
     assert_eq!(bid_ids[0], &first_bid["bid_id"]);
     assert!(c.metric(1, "gavel_idempotency_evicted_total").await >= 2);
 }

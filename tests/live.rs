@@ -144,18 +144,17 @@ async fn udp_subscribers_get_every_event_in_order_and_sse_resumes_exactly() {
     .encode();
     dgram_sub.socket.send_to(&frame, &udp_port).await.unwrap();
     prove(&dgram_sub.socket).await;
-    c.wait_for("the datagram subscription is replicated", DEADLINE, || async {
-        let text = c
-            .http
-            .get(c.node(1).url("/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.contains("gavel_udp_datagrams_total{outcome=\"inbound_valid\"} 2")
-            .then_some(())
+    c.wait_for("the proven datagram subscription to be active", DEADLINE, || async {
+        let (status, _) = c
+            .post_with(
+                1,
+                &format!("/v1/auctions/{id}/subscriptions"),
+                &json!({"udp": dgram_sub.addr(), "ttl_secs": 120}),
+                None,
+                Some(&watcher),
+            )
+            .await;
+        (status == 201).then_some(())
     })
     .await;
     // The subscription is a Raft write: wait until a bid's datagram reaches it.

@@ -156,3 +156,24 @@ pub async fn disable(
         Ok(other) => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
     }
 }
+
+/// `GET /v1/accounts/{name}/key`: an account's public key (public, for verifying its
+/// signed bids), or `null`.
+pub async fn public_key(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
+    if let Some(forwarded) = read_barrier(&s, None, &req).await? {
+        return Ok(forwarded);
+    }
+    let st = s.sm.read();
+    let account = st
+        .book
+        .account(&name)
+        .ok_or(ApiError::Rejected(Rejection::UnknownAccount { name: name.clone() }))?;
+    Ok(
+        Json(json!({ "name": account.name, "public_key": account.public_key.map(|k| STANDARD.encode(k)) }))
+            .into_response(),
+    )
+}

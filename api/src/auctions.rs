@@ -162,6 +162,7 @@ pub async fn propose(
         return Ok(Err(forward(s, cluster::leader(&s.raft), req).await));
     }
     let auth = authenticate(s, req)?;
+    s.limits.check_account(auth.name())?;
     let now = now_ms();
     let op = build(now, &auth)?;
     let signed = match op {

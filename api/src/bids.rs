@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine;
 use gavel_storage::book::accounts::Role;
 use gavel_storage::{Actor, Op, Outcome, Response as BookResponse};
 use serde::Deserialize;
@@ -84,6 +85,7 @@ pub async fn list_bids(
     if let Some(forwarded) = read_barrier(&s, params.consistency.as_deref(), &req).await? {
         return Ok(forwarded);
     }
+    let admin = crate::auth::authenticate_admin(&s, &req).is_ok();
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
     let bids: Vec<Value> = auction
@@ -98,6 +100,19 @@ pub async fn list_bids(
                 "price_after": b.price_after,
                 "leader_after": b.leader_after,
                 "at": rfc3339(b.ts_ms),
+                // The nonce and signature are public; the signed body may hold a proxy
+                // maximum, so only an admin (the operator, for audits) sees it.
+                "signed": b.signed.as_ref().map(|s| {
+                    let mut v = json!({
+                        "nonce": s.nonce,
+                        "signature": base64::engine::general_purpose::STANDARD.encode(&s.signature),
+                    });
+                    if admin {
+                        v["body"] = json!(String::from_utf8_lossy(&s.body));
+                        v["max_amount"] = json!(b.max_amount);
+                    }
+                    v
+                }),
             })
         })
         .collect();

@@ -54,6 +54,9 @@ pub enum ApiError {
     /// The disk holding the log is full; the message says what to do.
     #[error("{0}")]
     InsufficientStorage(String),
+    /// Past a rate limit; retry after this many seconds.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
     /// Any other error status (produced below the handlers), with its stable code.
     #[error("{message}")]
     Status {
@@ -95,6 +98,7 @@ impl ApiError {
             ApiError::NotAMember(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_a_member"),
             ApiError::LearnerNotCaughtUp(_) => (StatusCode::SERVICE_UNAVAILABLE, "learner_not_caught_up"),
             ApiError::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Status { status, code, .. } => (*status, code),
         }
     }
@@ -267,6 +271,9 @@ impl IntoResponse for ApiError {
         let body = axum::Json(json!({ "error": error }));
         if status == StatusCode::UNAUTHORIZED {
             return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+        }
+        if let ApiError::RateLimited { retry_after_secs, .. } = &self {
+            return (status, [(header::RETRY_AFTER, retry_after_secs.to_string())], body).into_response();
         }
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             (status, [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())], body).into_response()

@@ -78,25 +78,35 @@ impl RawRequest {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The client's IP address: the TCP peer, or for a request forwarded by another
-    /// node of this cluster (it carries the cluster secret), the address that node saw.
+    /// The client's IP address (see [`client_ip`]).
     pub fn client_ip(&self, secret: Option<&str>) -> Option<IpAddr> {
-        let forwarded = self.headers.contains_key(FORWARDED_BY)
-            && secret.is_some_and(|secret| {
-                let given = self
-                    .headers
-                    .get(&FORWARD_SECRET)
-                    .map(|v| v.as_bytes())
-                    .unwrap_or_default();
-                constant_time_eq::constant_time_eq(given, secret.as_bytes())
-            });
-        if forwarded {
-            if let Some(ip) = self.header(CLIENT_ADDR.as_str()).and_then(|v| v.parse().ok()) {
-                return Some(ip);
-            }
-        }
-        self.peer.map(|p| p.ip().to_canonical())
+        let forwarded = forwarded_client(&self.headers, secret);
+        forwarded.or(self.peer.map(|p| p.ip().to_canonical()))
     }
+}
+
+/// The client address a forwarding node of this cluster vouches for (it sends the
+/// cluster secret with it); `None` on a request that came straight from a client.
+fn forwarded_client(headers: &HeaderMap, secret: Option<&str>) -> Option<IpAddr> {
+    let vouched = headers.contains_key(FORWARDED_BY)
+        && secret.is_some_and(|secret| {
+            let given = headers.get(&FORWARD_SECRET).map(|v| v.as_bytes()).unwrap_or_default();
+            constant_time_eq::constant_time_eq(given, secret.as_bytes())
+        });
+    if !vouched {
+        return None;
+    }
+    headers.get(&CLIENT_ADDR)?.to_str().ok()?.parse().ok()
+}
+
+/// The client's IP address: the TCP peer, or for a request forwarded by another node of
+/// this cluster, the address that node saw.
+pub fn client_ip(headers: &HeaderMap, extensions: &axum::http::Extensions, secret: Option<&str>) -> Option<IpAddr> {
+    forwarded_client(headers, secret).or_else(|| {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+    })
 }
 
 /// Sends `req` to `leader` and relays its answer.

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod error;
 pub mod forward;
 pub mod json;
+pub mod limits;
 pub mod membership;
 pub mod server;
 pub mod sse;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts", post(accounts::create))
         .route("/v1/accounts/{name}", get(accounts::show).delete(accounts::disable))
         .route("/v1/accounts/{name}/tokens", post(accounts::rotate))
+        .route("/v1/accounts/{name}/key", get(accounts::public_key))
         .route("/v1/auctions", post(auctions::create).get(auctions::list))
         .route("/v1/auctions/{id}", get(auctions::get))
         .route("/v1/auctions/{id}/bids", post(bids::place_bid).get(bids::list_bids))
@@ -65,8 +67,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workers", get(workers_api::list))
         .route(worker::HEARTBEAT_PATH, post(workers_api::heartbeat))
         .route(worker::CLOCK_PATH, post(workers_api::clock))
-        .route(subscriptions::INTERNAL_SUBSCRIBE_PATH, post(subscriptions::internal_subscribe))
+        .route(
+            subscriptions::INTERNAL_SUBSCRIBE_PATH,
+            post(subscriptions::internal_subscribe),
+        )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), limit_addresses))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_if_removed))
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .with_state(state.clone());
@@ -111,6 +117,19 @@ async fn refuse_if_removed(State(s): State<AppState>, req: Request, next: Next) 
             s.node_id
         ))
         .into_response();
+    }
+    next.run(req).await
+}
+
+/// One token per request from the client's address (for a request forwarded by another
+/// node of this cluster, the address that node saw); node-to-node routes are exempt.
+async fn limit_addresses(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/v1/internal/") {
+        if let Some(ip) = forward::client_ip(req.headers(), req.extensions(), s.secret.as_deref()) {
+            if let Err(refused) = s.limits.check_address(ip) {
+                return refused.into_response();
+            }
+        }
     }
     next.run(req).await
 }

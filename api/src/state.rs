@@ -42,6 +42,8 @@ pub struct Inner {
     pub proposer: gavel_raft::cluster::Proposer,
     /// UDP subscriptions waiting for their address to prove it wants them.
     pub proofs: crate::subscriptions::Proofs,
+    /// Token buckets per address and per account.
+    pub limits: Arc<crate::limits::RateLimits>,
     pub data_dir: Option<std::path::PathBuf>,
     pub learner_catchup_timeout: Duration,
     pub idempotency_limits: gavel_storage::IdempotencyLimits,
@@ -91,6 +93,7 @@ pub struct ApiConfig {
     pub learner_catchup_timeout: Duration,
     /// The idempotency table's bounds this node proposes when it leads.
     pub idempotency_limits: gavel_storage::IdempotencyLimits,
+    pub rate_limits: crate::limits::RateLimitConfig,
 }
 
 impl AppState {
@@ -103,6 +106,7 @@ impl AppState {
             data_dir,
             learner_catchup_timeout,
             idempotency_limits,
+            rate_limits,
         } = config;
         let removed_at = data_dir
             .as_deref()
@@ -140,6 +144,7 @@ impl AppState {
             udp,
             proposer,
             proofs: Default::default(),
+            limits: crate::limits::RateLimits::new(rate_limits),
             data_dir,
             learner_catchup_timeout,
             idempotency_limits,

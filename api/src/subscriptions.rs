@@ -147,7 +147,13 @@ fn holds(s: &AppState, auction_id: u64, addr: &SocketAddr, account: &str) -> boo
 }
 
 /// Sends `addr` a challenge for `auction_id` on behalf of `auth`.
-fn challenge(s: &AppState, auction_id: u64, addr: SocketAddr, auth: &Authenticated, ttl_secs: u32) -> Result<(), ApiError> {
+fn challenge(
+    s: &AppState,
+    auction_id: u64,
+    addr: SocketAddr,
+    auth: &Authenticated,
+    ttl_secs: u32,
+) -> Result<(), ApiError> {
     let exists = s.sm.read().book.auction(auction_id).map(|a| a.status.is_final());
     match exists {
         None => return Err(ApiError::unknown_auction(auction_id)),
@@ -360,14 +366,13 @@ async fn on_subscribe(s: &AppState, frame: SubscribeFrame, from: SocketAddr) -> 
     }
     if holds(s, frame.auction_id, &from, auth.name()) {
         // Renew only once less than half the TTL is left: frequent renewals cost nothing.
-        let left_ms = s
-            .sm
-            .read()
-            .book
-            .subscribers(frame.auction_id, now_ms())
-            .iter()
-            .find(|(a, _)| *a == from.to_string())
-            .map_or(0, |(_, expires)| expires.saturating_sub(now_ms()));
+        let left_ms =
+            s.sm.read()
+                .book
+                .subscribers(frame.auction_id, now_ms())
+                .iter()
+                .find(|(a, _)| *a == from.to_string())
+                .map_or(0, |(_, expires)| expires.saturating_sub(now_ms()));
         if left_ms > u64::from(frame.ttl_secs) * 500 {
             return Ok(());
         }

@@ -266,7 +266,9 @@ impl SubscribeFrame {
             return Err(Invalid::Length);
         }
         let token_len = bytes[16] as usize;
-        if !(TOKEN_MIN_BYTES..=TOKEN_MAX_BYTES).contains(&token_len) || bytes.len() != SUBSCRIBE_HEADER_LEN + token_len + 4 {
+        if !(TOKEN_MIN_BYTES..=TOKEN_MAX_BYTES).contains(&token_len)
+            || bytes.len() != SUBSCRIBE_HEADER_LEN + token_len + 4
+        {
             return Err(Invalid::Length);
         }
         check_envelope(bytes)?;
@@ -405,7 +407,11 @@ pub fn start_sender(socket: Arc<UdpSocket>, counters: Arc<UdpCounters>) -> UdpSe
 /// Receives datagrams on `socket`: valid subscribe and confirm frames go to `requests`
 /// (with the source address), everything else is counted and dropped. Ends when
 /// `requests` closes.
-pub async fn receive(socket: Arc<UdpSocket>, counters: Arc<UdpCounters>, requests: mpsc::Sender<(Inbound, SocketAddr)>) {
+pub async fn receive(
+    socket: Arc<UdpSocket>,
+    counters: Arc<UdpCounters>,
+    requests: mpsc::Sender<(Inbound, SocketAddr)>,
+) {
     let mut buf = vec![0u8; RECV_BUFFER_BYTES];
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
@@ -500,8 +506,15 @@ mod tests {
             cookie: 42,
         }
         .encode();
-        assert!(challenge.len() <= sub.len(), "a challenge is never larger than a subscribe");
-        assert_eq!(Inbound::decode(&challenge), Err(Invalid::Kind), "a node takes no challenges");
+        assert!(
+            challenge.len() <= sub.len(),
+            "a challenge is never larger than a subscribe"
+        );
+        assert_eq!(
+            Inbound::decode(&challenge),
+            Err(Invalid::Kind),
+            "a node takes no challenges"
+        );
         let confirm = ProofFrame {
             confirm: true,
             auction_id: 9,

@@ -297,7 +297,12 @@ struct Progress {
 
 pub async fn run(args: &RunArgs) -> Result<RunReport> {
     let timeout = Duration::from_millis(args.timeout_ms);
-    let target = Arc::new(Target::new(args.system, &args.endpoints, timeout, args.token.as_deref())?);
+    let target = Arc::new(Target::new(
+        args.system,
+        &args.endpoints,
+        timeout,
+        args.token.as_deref(),
+    )?);
     let snipe_secs = args.snipe_secs.unwrap_or((args.duration_secs / 3).clamp(1, 3));
     let run_id = format!("{}-{}", now_ms(), std::process::id());
     let setup_started = Instant::now();

@@ -117,7 +117,12 @@ fn etcd_bid_prefix(auction_key: &str) -> String {
 }
 
 impl Target {
-    pub fn new(kind: super::System, endpoints: &[String], timeout: Duration, admin_token: Option<&str>) -> Result<Self> {
+    pub fn new(
+        kind: super::System,
+        endpoints: &[String],
+        timeout: Duration,
+        admin_token: Option<&str>,
+    ) -> Result<Self> {
         let endpoints: Vec<String> = endpoints
             .iter()
             .map(|e| {
@@ -166,7 +171,14 @@ impl Target {
                 seller_token,
             } => {
                 let ends_at = gavel_api::json::rfc3339(w.ends_at_ms);
-                let seller = create_account(http, &endpoints[0], admin_token, &format!("{accounts}-seller"), "seller").await?;
+                let seller = create_account(
+                    http,
+                    &endpoints[0],
+                    admin_token,
+                    &format!("{accounts}-seller"),
+                    "seller",
+                )
+                .await?;
                 let seller = seller_token.get_or_init(|| seller).clone();
                 let seller = &seller;
                 stream::iter(0..w.auctions)
@@ -298,7 +310,10 @@ impl Target {
                 for k in 0..super::agent::BIDDERS_PER_CLIENT {
                     let bidder = super::agent::bidder_name(index, k);
                     let name = format!("{accounts}-{bidder}");
-                    tokens.insert(bidder, create_account(http, &endpoints[0], admin_token, &name, "bidder").await?);
+                    tokens.insert(
+                        bidder,
+                        create_account(http, &endpoints[0], admin_token, &name, "bidder").await?,
+                    );
                 }
                 Conn::Gavel {
                     http: http_client(timeout)?,
@@ -467,7 +482,13 @@ impl Conn {
 /// Creates account `name` with one role through `base` with an admin's token; returns
 /// its token. Retries for a while: right after a cluster starts its first admin may not
 /// exist yet.
-async fn create_account(http: &reqwest::Client, base: &str, admin_token: &str, name: &str, role: &str) -> Result<String> {
+async fn create_account(
+    http: &reqwest::Client,
+    base: &str,
+    admin_token: &str,
+    name: &str,
+    role: &str,
+) -> Result<String> {
     let url = format!("{base}/v1/accounts");
     let body = json!({ "name": name, "roles": [role] });
     let deadline = std::time::Instant::now() + Duration::from_secs(ACCOUNT_SETUP_SECS);

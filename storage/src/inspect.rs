@@ -336,3 +336,41 @@ pub fn snapshot_files(path: &Path) -> Result<Vec<PathBuf>> {
     }
     Ok(files)
 }
+
+/// The book of the newest valid snapshot file under `path` (a file, a snapshots
+/// directory or a data directory), read-only; with its last log id.
+pub fn book_from_snapshot(path: &Path) -> Result<(AuctionBook, Option<LogId>)> {
+    let mut last_error = None;
+    for file in snapshot_files(path)? {
+        match read_snapshot_file(&file) {
+            Ok((bytes, snap)) => {
+                let book = AuctionBook::decode(snap.payload(&bytes))?;
+                return Ok((book, snap.meta.last_log_id));
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::NotFound(format!("no snapshot under {}", path.display()))))
+}
+
+/// The committed state of a stopped node's data dir: its newest valid snapshot, plus the
+/// log entries after it up to the saved commit index, applied. Read-only.
+pub fn committed_book(data_dir: &Path) -> Result<(AuctionBook, Option<LogId>)> {
+    let (mut book, mut last) = match book_from_snapshot(data_dir) {
+        Ok(found) => found,
+        Err(Error::NotFound(_)) => (AuctionBook::new(), None),
+        Err(e) => return Err(e),
+    };
+    let view = LogView::open(data_dir)?;
+    let committed = view.store().read_committed()?;
+    let from = last.map_or(0, |l| l.index + 1);
+    if let Some(committed) = committed {
+        for entry in view.store().read_entries(from..=committed.index)? {
+            if let EntryPayload::Normal(cmd) = &entry.payload {
+                book.apply(cmd);
+            }
+            last = Some(entry.log_id);
+        }
+    }
+    Ok((book, last))
+}

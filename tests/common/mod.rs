@@ -179,6 +179,17 @@ impl TestCluster {
         }
         c.add_node(1, None, SECRET);
         c.wait_ready(1).await;
+        c.wait_for("the first admin account", DEADLINE, || async {
+            let resp = c
+                .http
+                .get(c.node(1).url("/v1/accounts/admin"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .ok()?;
+            (resp.status() == 200).then_some(())
+        })
+        .await;
         for id in 2..=n {
             c.add_node(id, Some(1), SECRET);
         }
@@ -217,6 +228,11 @@ impl TestCluster {
             text.push_str(&format!("join = \"{}\"\n", self.nodes[&j].addr));
         }
         text.push_str(&self.extra_config);
+        // Every test client connects from 127.0.0.1 and bursts: no rate limits unless a
+        // test sets its own.
+        if !self.extra_config.contains("[rate_limits]") {
+            text.push_str("\n[rate_limits]\nper_address_per_sec = 0\nper_account_per_sec = 0\n");
+        }
         std::fs::write(&config, text).unwrap();
         let log_path = self.dir.path().join(format!("node{id}.log"));
         let mut node = TestNode {

@@ -346,3 +346,51 @@ impl AuctionBook {
         }
     }
 }
+
+/// Checks one signed bid of auction `auction_id` by `bidder` whose maximum was
+/// `max_amount`: the signature verifies with `key`, and the signed body asks for that
+/// maximum (or that amount, for a straight bid) and names no other bidder. The error
+/// says what is wrong. Used by `gavel audit verify`.
+pub fn check_signed_bid(
+    key: &PublicKey,
+    auction_id: AuctionId,
+    bidder: &str,
+    max_amount: Money,
+    signed: &Signed,
+) -> Result<(), String> {
+    let message = signed_message("POST", &bid_path(auction_id), signed.nonce, &signed.body);
+    if !verify_signature(key, message.as_bytes(), &signed.signature) {
+        return Err("the signature does not verify with the bidder's public key".into());
+    }
+    let body: serde_json::Value =
+        serde_json::from_slice(&signed.body).map_err(|e| format!("the signed body is not JSON: {e}"))?;
+    let asked = body["max_amount"].as_u64().or_else(|| body["amount"].as_u64());
+    if asked != Some(max_amount) {
+        return Err(format!(
+            "the signed body asks for {asked:?}, the record holds a maximum of {max_amount}"
+        ));
+    }
+    if let Some(named) = body["bidder"].as_str() {
+        if named != bidder {
+            return Err(format!("the signed body names {named:?}, the record {bidder:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// [`check_signed_bid`] for a record of `book`, with the bidder's key from the book.
+pub fn verify_bid_record(
+    book: &AuctionBook,
+    auction_id: AuctionId,
+    record: &crate::types::BidRecord,
+) -> Result<(), String> {
+    let signed = record
+        .signed
+        .as_ref()
+        .ok_or_else(|| "the bid is not signed".to_string())?;
+    let key = book
+        .account(&record.bidder)
+        .and_then(|a| a.public_key)
+        .ok_or_else(|| format!("account {:?} has no public key", record.bidder))?;
+    check_signed_bid(&key, auction_id, &record.bidder, record.max_amount, signed)
+}

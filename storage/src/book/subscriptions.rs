@@ -112,7 +112,12 @@ impl AuctionBook {
         })
     }
 
-    pub(super) fn unsubscribe(&mut self, id: AuctionId, addr: &str, caller: Option<&Caller>) -> Result<Response, Rejection> {
+    pub(super) fn unsubscribe(
+        &mut self,
+        id: AuctionId,
+        addr: &str,
+        caller: Option<&Caller>,
+    ) -> Result<Response, Rejection> {
         self.get(id)?;
         let addr = addr
             .parse::<SocketAddr>()
@@ -120,7 +125,11 @@ impl AuctionBook {
             .unwrap_or_else(|_| addr.to_string());
         if let Some(caller) = caller {
             let admin = self.accounts.get(&caller.account).is_some_and(|a| a.has(Role::Admin));
-            let owner = self.subscriptions.get(&id).and_then(|subs| subs.get(&addr)).map(|s| s.owner.clone());
+            let owner = self
+                .subscriptions
+                .get(&id)
+                .and_then(|subs| subs.get(&addr))
+                .map(|s| s.owner.clone());
             if owner.is_some_and(|owner| owner != caller.account) && !admin {
                 return Err(Rejection::Forbidden {
                     role: "owner of this subscription".into(),
