@@ -75,8 +75,7 @@ async fn call(
     method: reqwest::Method,
     path: &str,
     body: Option<&Value>,
-    key: Option<&str>,
-    token: Option<&str>,
+    (key, token): (Option<&str>, Option<&str>),
 ) -> Result_ {
     for attempt in 0..6 {
         let url = format!("{}{path}", urls[rng.next(urls.len() as u64) as usize]);
@@ -142,8 +141,7 @@ async fn client(
                 reqwest::Method::GET,
                 &format!("/v1/auctions/{auction}"),
                 None,
-                None,
-                None,
+                (None, None),
             )
             .await;
             let complete_ms = t0.elapsed().as_millis() as u64;
@@ -163,8 +161,7 @@ async fn client(
             reqwest::Method::GET,
             &format!("/v1/auctions/{auction}?consistency=stale"),
             None,
-            None,
-            None,
+            (None, None),
         )
         .await;
         let Result_::Ok(view) = view else { continue };
@@ -186,8 +183,7 @@ async fn client(
             reqwest::Method::POST,
             &format!("/v1/auctions/{auction}/bids"),
             Some(&body),
-            Some(&key),
-            Some(&token),
+            (Some(&key), Some(&token)),
         )
         .await;
         let complete_ms = t0.elapsed().as_millis() as u64;
@@ -236,8 +232,7 @@ async fn creator(
                 reqwest::Method::POST,
                 "/v1/auctions",
                 Some(&body),
-                Some(&key),
-                Some(&token),
+                (Some(&key), Some(&token)),
             )
             .await
             {

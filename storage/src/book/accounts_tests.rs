@@ -340,7 +340,7 @@ fn a_budget_caps_what_an_account_could_be_made_to_pay() {
         "over_budget"
     );
     assert_eq!(
-        code(&b.apply(&as_("dora", "tok-dora", proxy(1, "dora", 600 + 0)))),
+        code(&b.apply(&as_("dora", "tok-dora", proxy(1, "dora", 600)))),
         "max_not_raised"
     );
     // Outbid, she risks nothing there any more.
