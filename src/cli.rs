@@ -89,6 +89,16 @@ pub struct ServeArgs {
     /// [default: 200]
     #[arg(long, env = "GAVEL_RATE_PER_ACCOUNT")]
     pub rate_per_account: Option<u32>,
+    /// PEM certificate chain: serve HTTPS (API and node RPC). With --tls-key.
+    #[arg(long, env = "GAVEL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "GAVEL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA that signed every node's certificate: nodes reach each other over HTTPS
+    /// and verify each other's certificates with it.
+    #[arg(long, env = "GAVEL_PEER_CA")]
+    pub peer_ca: Option<PathBuf>,
     /// Cluster name. [default: gavel]
     #[arg(long, env = "GAVEL_CLUSTER_NAME")]
     pub cluster_name: Option<String>,

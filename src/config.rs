@@ -63,6 +63,11 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// Token buckets per client address and per account.
     pub rate_limits: RateLimits,
+    /// PEM certificate chain and key: serve HTTPS (API and node RPC).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA that signed every node's certificate: nodes verify each other with it.
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// `[rate_limits]`: requests per second and bursts; 0 per second turns a limit off.
@@ -189,6 +194,9 @@ impl std::fmt::Debug for Config {
             .field("idempotency", &self.idempotency)
             .field("admin_token_file", &self.admin_token_file)
             .field("rate_limits", &self.rate_limits)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("peer_ca", &self.peer_ca)
             .finish()
     }
 }
@@ -215,11 +223,23 @@ impl Default for Config {
             idempotency: IdempotencyConfig::default(),
             admin_token_file: None,
             rate_limits: RateLimits::default(),
+            tls_cert: None,
+            tls_key: None,
+            peer_ca: None,
         }
     }
 }
 
 impl Config {
+    /// The TLS files, when the node serves HTTPS.
+    pub fn tls_files(&self) -> Option<gavel_raft::tls::TlsFiles> {
+        Some(gavel_raft::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            peer_ca: self.peer_ca.clone(),
+        })
+    }
+
     /// Defaults, then the file, then env and flags.
     pub fn load(args: &ServeArgs) -> Result<Config> {
         let mut config = match &args.config {
@@ -243,6 +263,15 @@ impl Config {
         if let Some(v) = args.rate_per_account {
             config.rate_limits.per_account_per_sec = v;
             config.rate_limits.per_account_burst = v.saturating_mul(2);
+        }
+        for (field, value) in [
+            (&mut config.tls_cert, &args.tls_cert),
+            (&mut config.tls_key, &args.tls_key),
+            (&mut config.peer_ca, &args.peer_ca),
+        ] {
+            if let Some(v) = value {
+                *field = Some(v.clone());
+            }
         }
         if let Some(v) = &args.admin_token_file {
             config.admin_token_file = Some(v.clone());
@@ -312,6 +341,13 @@ impl Config {
             .to_limits()
             .validate()
             .map_err(|e| anyhow::anyhow!("[idempotency]: {e}"))?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => bail!("tls_cert and tls_key go together"),
+            _ => {}
+        }
+        if self.peer_ca.is_some() && self.tls_cert.is_none() {
+            bail!("peer_ca needs tls_cert and tls_key: a node presents its own certificate to its peers");
+        }
         if self.http.max_connections == 0 {
             bail!("http.max_connections must be at least 1");
         }

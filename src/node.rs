@@ -289,7 +289,12 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         .raft
         .to_openraft(&config.cluster_name)
         .map_err(anyhow::Error::msg)?;
-    let network = HttpNetwork::new(&cluster_secret, config.source_ip);
+    let tls = config
+        .tls_files()
+        .map(|files| gavel_raft::tls::NodeTls::load(&files).map(Arc::new))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let network = HttpNetwork::new(&cluster_secret, config.source_ip, tls.as_deref()).map_err(anyhow::Error::msg)?;
     let raft = Raft::new(config.id, raft_config, network, log.clone(), sm.clone())
         .await
         .context("starting raft")?;
@@ -354,6 +359,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             learner_catchup_timeout: Duration::from_millis(config.raft.learner_catchup_timeout_ms),
             idempotency_limits: config.idempotency.to_limits(),
             rate_limits: config.rate_limits.to_api(),
+            tls: tls.clone(),
         },
         worker,
         udp,
@@ -372,16 +378,24 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     let connections = state.connections.clone();
     let app = gavel_api::router(state);
     let mut server_stop = stop.clone();
-    let server = tokio::spawn(gavel_api::serve(listener, app, limits, connections, async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    }));
+    let server_tls = tls.as_ref().map(|t| t.server.clone());
+    let server = tokio::spawn(gavel_api::serve(
+        listener,
+        app,
+        limits,
+        connections,
+        server_tls,
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+    ));
     tracing::info!(listen = %bound, advertise = %advertise, udp = %udp_addr, "serving HTTP API, node RPC and UDP");
 
     if fresh {
         if let Some(join) = config.join.clone() {
             let secret = cluster_secret.clone();
             tokio::select! {
-                result = join_cluster(&join, config.id, &advertise, &secret) => result?,
+                result = join_cluster(&join, config.id, &advertise, &secret, tls.as_deref()) => result?,
                 _ = stop.wait_for(|s| *s) => {}
             }
         }
@@ -406,9 +420,19 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
 }
 
 /// Asks the member at `join` to add this node, until it says yes or refuses for good.
-async fn join_cluster(join: &str, id: u64, advertise: &str, secret: &str) -> Result<()> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build()?;
-    let url = format!("http://{join}/v1/cluster/nodes");
+async fn join_cluster(
+    join: &str,
+    id: u64,
+    advertise: &str,
+    secret: &str,
+    tls: Option<&gavel_raft::tls::NodeTls>,
+) -> Result<()> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(600));
+    if let Some(tls) = tls {
+        builder = tls.peer_client(builder).map_err(anyhow::Error::msg)?;
+    }
+    let client = builder.build()?;
+    let url = format!("{}://{join}/v1/cluster/nodes", gavel_raft::tls::scheme(tls));
     let body = serde_json::json!({ "id": id, "addr": advertise });
     let mut attempt = 0u64;
     loop {

@@ -43,6 +43,8 @@ pub struct RawRequest {
     pub body: Bytes,
     /// The TCP peer (`None` only where no server put it there, as in unit tests).
     pub peer: Option<SocketAddr>,
+    /// Whether the connection's client certificate verified against the peer CA.
+    pub peer_verified: bool,
 }
 
 impl<S: Send + Sync> FromRequest<S> for RawRequest {
@@ -63,12 +65,17 @@ impl<S: Send + Sync> FromRequest<S> for RawRequest {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| *addr);
+        let peer_verified = parts
+            .extensions
+            .get::<gavel_raft::tls::PeerVerified>()
+            .is_some_and(|v| v.0);
         Ok(RawRequest {
             method: parts.method,
             uri: parts.uri,
             headers: parts.headers,
             body,
             peer,
+            peer_verified,
         })
     }
 }
@@ -119,7 +126,7 @@ pub async fn forward(state: &AppState, leader: Option<NodeAddr>, req: &RawReques
     let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut outgoing = state
         .client
-        .request(req.method.clone(), format!("http://{}{path}", leader.addr))
+        .request(req.method.clone(), format!("{}://{}{path}", state.scheme, leader.addr))
         .body(req.body.clone());
     for name in FORWARDED_HEADERS {
         if let Some(v) = req.headers.get(&name) {

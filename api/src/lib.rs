@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         state.raft.clone(),
         state.secret.clone(),
         state.leader_contact.clone(),
+        state.tls.as_ref().is_some_and(|t| t.require_peer_cert),
     ))
     .method_not_allowed_fallback(method_not_allowed)
     .layer(middleware::from_fn(json_errors))
@@ -188,7 +189,8 @@ pub async fn serve(
     router: Router,
     limits: server::ServerLimits,
     counters: std::sync::Arc<server::ConnectionCounters>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve(listener, router, limits, counters, shutdown).await
+    server::serve(listener, router, limits, counters, tls, shutdown).await
 }

@@ -124,7 +124,7 @@ async fn check(s: &AppState) {
     for (peer, addr) in peers {
         let answer = s
             .client
-            .get(format!("http://{addr}/v1/cluster"))
+            .get(format!("{}://{addr}/v1/cluster", s.scheme))
             .timeout(Duration::from_millis(PEER_TIMEOUT_MS))
             .send()
             .await;

@@ -19,7 +19,9 @@
 //!   parse and get the JSON answer; only a request beyond hyper's buffer gets hyper's
 //!   bare 431.
 //!
-//! HTTP/1.1 only (with upgrades): the API, SSE and node RPC all use it.
+//! HTTP/1.1 only (with upgrades): the API, SSE and node RPC all use it. With TLS
+//! (`gavel_raft::tls`) every connection is a rustls one; the handshake must finish
+//! within the header-read timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -89,8 +91,10 @@ pub async fn serve(
     router: Router,
     limits: ServerLimits,
     counters: Arc<ConnectionCounters>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -112,8 +116,24 @@ pub async fn serve(
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
                 counters.open.fetch_add(1, Ordering::Relaxed);
                 let (router, counters, stop) = (router.clone(), counters.clone(), stop_rx.clone());
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    serve_connection(stream, peer, router, limits, &counters, stop).await;
+                    match acceptor {
+                        None => serve_connection(stream, peer, false, router, limits, &counters, stop).await,
+                        Some(acceptor) => {
+                            // The handshake is bounded like a request's headers.
+                            let accepted =
+                                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await;
+                            match accepted {
+                                Ok(Ok(tls)) => {
+                                    let verified = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                                    serve_connection(tls, peer, verified, router, limits, &counters, stop).await
+                                }
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                        }
+                    }
                     counters.open.fetch_sub(1, Ordering::Relaxed);
                     drop(slot);
                 });
@@ -151,14 +171,17 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_millis(REFUSAL_WRITE_MS), write).await;
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: std::net::SocketAddr,
+    peer_verified: bool,
     router: Router,
     limits: ServerLimits,
     counters: &ConnectionCounters,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Tracked {
         inner: stream,
@@ -167,6 +190,8 @@ async fn serve_connection(
     // Handlers see the client's address as axum's `ConnectInfo`.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut()
+            .insert(gavel_raft::tls::PeerVerified(peer_verified));
         router.clone().oneshot(req)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -229,12 +254,12 @@ impl Activity {
 }
 
 /// A stream that records when it last read or wrote a byte.
-struct Tracked {
-    inner: TcpStream,
+struct Tracked<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -245,7 +270,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {

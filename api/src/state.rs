@@ -44,6 +44,9 @@ pub struct Inner {
     pub proofs: crate::subscriptions::Proofs,
     /// Token buckets per address and per account.
     pub limits: Arc<crate::limits::RateLimits>,
+    pub tls: Option<Arc<gavel_raft::tls::NodeTls>>,
+    /// `https` or `http`: how this node addresses the others.
+    pub scheme: &'static str,
     pub data_dir: Option<std::path::PathBuf>,
     pub learner_catchup_timeout: Duration,
     pub idempotency_limits: gavel_storage::IdempotencyLimits,
@@ -80,7 +83,7 @@ pub struct NodeCore {
 }
 
 /// The API's settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ApiConfig {
     pub cluster_name: String,
     /// Cluster secret; `None` makes this a single-node deployment.
@@ -94,6 +97,8 @@ pub struct ApiConfig {
     /// The idempotency table's bounds this node proposes when it leads.
     pub idempotency_limits: gavel_storage::IdempotencyLimits,
     pub rate_limits: crate::limits::RateLimitConfig,
+    /// TLS of the listener and towards other nodes.
+    pub tls: Option<Arc<gavel_raft::tls::NodeTls>>,
 }
 
 impl AppState {
@@ -107,6 +112,7 @@ impl AppState {
             learner_catchup_timeout,
             idempotency_limits,
             rate_limits,
+            tls,
         } = config;
         let removed_at = data_dir
             .as_deref()
@@ -119,14 +125,16 @@ impl AppState {
                  it answers clients with 503 not_a_member"
             );
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .local_address(source_ip)
             .timeout(Duration::from_millis(FORWARD_TIMEOUT_MS))
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(32)
-            .tcp_nodelay(true)
-            .build()
-            .expect("HTTP client builds");
+            .tcp_nodelay(true);
+        if let Some(tls) = &tls {
+            builder = tls.peer_client(builder).expect("the TLS files were checked at start");
+        }
+        let client = builder.build().expect("HTTP client builds");
         let proposer = gavel_raft::cluster::Proposer::start(raft.clone());
         AppState(Arc::new(Inner {
             node_id: worker.node_id,
@@ -145,6 +153,8 @@ impl AppState {
             proposer,
             proofs: Default::default(),
             limits: crate::limits::RateLimits::new(rate_limits),
+            scheme: gavel_raft::tls::scheme(tls.as_deref()),
+            tls,
             data_dir,
             learner_catchup_timeout,
             idempotency_limits,

@@ -282,7 +282,7 @@ pub async fn to_leader<T: Serialize>(s: &AppState, leader: &NodeAddr, path: &str
         .ok_or("no cluster secret: cannot reach another leader")?;
     let resp = s
         .client
-        .post(format!("http://{}{path}", leader.addr))
+        .post(format!("{}://{}{path}", s.scheme, leader.addr))
         .bearer_auth(secret)
         .json(body)
         .send()

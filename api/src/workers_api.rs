@@ -52,6 +52,11 @@ pub fn internal_guard(s: &AppState, req: &RawRequest) -> Result<(), ApiError> {
     if !secret_matches(s.secret.as_deref(), &req.headers) {
         return Err(ApiError::Unauthorized("missing or wrong cluster secret".into()));
     }
+    if s.tls.as_ref().is_some_and(|t| t.require_peer_cert) && !req.peer_verified {
+        return Err(ApiError::Unauthorized(
+            "node routes need a client certificate signed by the peer CA".into(),
+        ));
+    }
     if !leading(s) {
         return Err(ApiError::NoLeader("this node is not the leader".into()));
     }

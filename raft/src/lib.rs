@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod network;
 pub mod rpc;
+pub mod tls;
 
 pub use cluster::{ClusterError, NodeAddr};
 pub use config::RaftTimings;

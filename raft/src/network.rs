@@ -38,23 +38,31 @@ pub const POOL_IDLE_PER_PEER_MAX: usize = 4;
 pub struct HttpNetwork {
     client: reqwest::Client,
     secret: Arc<str>,
+    scheme: &'static str,
 }
 
 impl HttpNetwork {
-    /// `source_ip`: the local address outgoing connections bind to (multi-homed hosts).
-    pub fn new(secret: &str, source_ip: Option<std::net::IpAddr>) -> Self {
-        let client = reqwest::Client::builder()
+    /// `source_ip`: the local address outgoing connections bind to (multi-homed hosts);
+    /// `tls`: reach peers over HTTPS (see [`crate::tls`]).
+    pub fn new(
+        secret: &str,
+        source_ip: Option<std::net::IpAddr>,
+        tls: Option<&crate::tls::NodeTls>,
+    ) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
             .local_address(source_ip)
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .pool_max_idle_per_host(POOL_IDLE_PER_PEER_MAX)
             .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .build()
-            .expect("HTTP client builds");
-        HttpNetwork {
-            client,
-            secret: secret.into(),
+            .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            builder = tls.peer_client(builder)?;
         }
+        Ok(HttpNetwork {
+            client: builder.build().map_err(|e| e.to_string())?,
+            secret: secret.into(),
+            scheme: crate::tls::scheme(tls),
+        })
     }
 }
 
@@ -64,7 +72,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
         Peer {
             target,
-            base: format!("http://{}", node.addr),
+            base: format!("{}://{}", self.scheme, node.addr),
             client: self.client.clone(),
             secret: self.secret.clone(),
         }

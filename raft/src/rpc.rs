@@ -88,17 +88,38 @@ struct RpcState {
 }
 
 /// The `/raft/*` routes. `secret` is the cluster secret; `None` refuses every request.
-pub fn router(raft: Raft, secret: Option<Arc<str>>, contact: Arc<LeaderContact>) -> Router {
+/// With `require_peer_cert`, a connection whose client certificate did not verify
+/// against the peer CA is refused too (see [`crate::tls`]).
+pub fn router(raft: Raft, secret: Option<Arc<str>>, contact: Arc<LeaderContact>, require_peer_cert: bool) -> Router {
     Router::new()
         .route(RPC_APPEND_PATH, post(append))
         .route(RPC_VOTE_PATH, post(vote))
         .route(RPC_SNAPSHOT_PATH, post(snapshot))
-        .layer(middleware::from_fn_with_state(secret, require_secret))
+        .layer(middleware::from_fn_with_state(
+            (secret, require_peer_cert),
+            require_secret,
+        ))
         .layer(DefaultBodyLimit::max(RPC_BODY_MAX_BYTES))
         .with_state(RpcState { raft, contact })
 }
 
-async fn require_secret(State(secret): State<Option<Arc<str>>>, request: Request, next: Next) -> Response {
+async fn require_secret(
+    State((secret, require_peer_cert)): State<(Option<Arc<str>>, bool)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let verified = request
+        .extensions()
+        .get::<crate::tls::PeerVerified>()
+        .is_some_and(|v| v.0);
+    if require_peer_cert && !verified {
+        tracing::warn!(path = %request.uri().path(), "node RPC refused: no verified peer certificate");
+        return rpc_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "node RPC needs a client certificate signed by the peer CA".into(),
+        );
+    }
     if !secret_matches(secret.as_deref(), request.headers()) {
         tracing::warn!(path = %request.uri().path(), "node RPC refused: missing or wrong cluster secret");
         return rpc_error(

@@ -105,6 +105,9 @@ pub struct RunArgs {
     /// Gavel: an admin's token; the run creates its seller and bidder accounts with it.
     #[arg(long, env = "GAVEL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Gavel: bidder accounts get an ed25519 key and sign every bid.
+    #[arg(long)]
+    pub sign: bool,
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +305,7 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
         &args.endpoints,
         timeout,
         args.token.as_deref(),
+        args.sign,
     )?);
     let snipe_secs = args.snipe_secs.unwrap_or((args.duration_secs / 3).clamp(1, 3));
     let run_id = format!("{}-{}", now_ms(), std::process::id());

@@ -69,6 +69,8 @@ pub enum Target {
         accounts: String,
         /// The run's seller account's token, once made.
         seller_token: std::sync::OnceLock<String>,
+        /// Bidder accounts get a public key and sign every bid.
+        sign: bool,
     },
     Etcd {
         endpoints: Vec<String>,
@@ -86,6 +88,8 @@ pub enum Conn {
         base: String,
         /// The tokens of this client's bidder accounts, by bidder name.
         tokens: HashMap<String, String>,
+        /// With signing: each bidder's key and last nonce.
+        keys: HashMap<String, (ed25519_dalek::SigningKey, u64)>,
         /// Prefix of the run's account names.
         accounts: String,
     },
@@ -122,6 +126,7 @@ impl Target {
         endpoints: &[String],
         timeout: Duration,
         admin_token: Option<&str>,
+        sign: bool,
     ) -> Result<Self> {
         let endpoints: Vec<String> = endpoints
             .iter()
@@ -146,6 +151,7 @@ impl Target {
                     .to_string(),
                 accounts: format!("bench-{:x}", super::now_ms()),
                 seller_token: std::sync::OnceLock::new(),
+                sign,
             },
             super::System::Etcd => Target::Etcd {
                 endpoints,
@@ -169,6 +175,7 @@ impl Target {
                 admin_token,
                 accounts,
                 seller_token,
+                ..
             } => {
                 let ends_at = gavel_api::json::rfc3339(w.ends_at_ms);
                 let seller = create_account(
@@ -177,6 +184,7 @@ impl Target {
                     admin_token,
                     &format!("{accounts}-seller"),
                     "seller",
+                    None,
                 )
                 .await?;
                 let seller = seller_token.get_or_init(|| seller).clone();
@@ -302,23 +310,35 @@ impl Target {
                 http,
                 admin_token,
                 accounts,
+                sign,
                 ..
             } => {
                 // The client's bidder accounts, made before the run so that the run
                 // measures bids only.
                 let mut tokens = HashMap::new();
+                let mut keys = HashMap::new();
                 for k in 0..super::agent::BIDDERS_PER_CLIENT {
                     let bidder = super::agent::bidder_name(index, k);
                     let name = format!("{accounts}-{bidder}");
-                    tokens.insert(
-                        bidder,
-                        create_account(http, &endpoints[0], admin_token, &name, "bidder").await?,
-                    );
+                    let key = sign.then(|| {
+                        let mut seed = [0u8; 32];
+                        seed[..8].copy_from_slice(&(index as u64).to_le_bytes());
+                        seed[8..16].copy_from_slice(&(k as u64).to_le_bytes());
+                        seed[16..24].copy_from_slice(&super::now_ms().to_le_bytes());
+                        ed25519_dalek::SigningKey::from_bytes(&seed)
+                    });
+                    let public = key.as_ref().map(|k| B64.encode(k.verifying_key().to_bytes()));
+                    let token = create_account(http, &endpoints[0], admin_token, &name, "bidder", public).await?;
+                    tokens.insert(bidder.clone(), token);
+                    if let Some(key) = key {
+                        keys.insert(bidder, (key, 0));
+                    }
                 }
                 Conn::Gavel {
                     http: http_client(timeout)?,
                     base: pick(endpoints),
                     tokens,
+                    keys,
                     accounts: accounts.clone(),
                 }
             }
@@ -402,6 +422,7 @@ impl Conn {
                 http,
                 base,
                 tokens,
+                keys,
                 accounts,
             } => {
                 let url = format!("{base}/v1/auctions/{key}/bids");
@@ -415,7 +436,22 @@ impl Conn {
                 if let Some(m) = bid.max_amount {
                     body["max_amount"] = json!(m);
                 }
-                let resp = http.post(&url).bearer_auth(token).json(&body).send().await?;
+                let payload = serde_json::to_vec(&body)?;
+                let mut req = http
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json");
+                if let Some((signing_key, nonce)) = keys.get_mut(bidder) {
+                    use ed25519_dalek::Signer;
+                    *nonce += 1;
+                    let path = format!("/v1/auctions/{key}/bids");
+                    let message = gavel_storage::book::accounts::signed_message("POST", &path, *nonce, &payload);
+                    let signature = signing_key.sign(message.as_bytes());
+                    req = req
+                        .header("Gavel-Nonce", nonce.to_string())
+                        .header("Gavel-Signature", B64.encode(signature.to_bytes()));
+                }
+                let resp = req.body(payload).send().await?;
                 let status = resp.status();
                 let bytes = resp.bytes().await?;
                 if status == reqwest::StatusCode::CREATED {
@@ -488,9 +524,13 @@ async fn create_account(
     admin_token: &str,
     name: &str,
     role: &str,
+    public_key: Option<String>,
 ) -> Result<String> {
     let url = format!("{base}/v1/accounts");
-    let body = json!({ "name": name, "roles": [role] });
+    let mut body = json!({ "name": name, "roles": [role] });
+    if let Some(key) = public_key {
+        body["public_key"] = json!(key);
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(ACCOUNT_SETUP_SECS);
     loop {
         let resp = http.post(&url).bearer_auth(admin_token).json(&body).send().await?;

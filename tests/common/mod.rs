@@ -58,12 +58,14 @@ pub struct TestNode {
     pub data_dir: PathBuf,
     pub config: PathBuf,
     pub log_path: PathBuf,
+    /// `http`, or `https` in a cluster started with TLS.
+    pub scheme: &'static str,
     child: Option<Child>,
 }
 
 impl TestNode {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     pub fn udp_addr(&self) -> String {
@@ -148,6 +150,8 @@ pub struct TestCluster {
     pub extra_config: String,
     /// API tokens of the accounts this harness created, by name.
     tokens: std::sync::Mutex<BTreeMap<String, String>>,
+    /// `http`, or `https` for a cluster started with [`TestCluster::start_tls`].
+    pub scheme: &'static str,
 }
 
 impl TestCluster {
@@ -162,6 +166,7 @@ impl TestCluster {
                 .unwrap(),
             extra_config: extra_config.to_string(),
             tokens: Default::default(),
+            scheme: "http",
         }
     }
 
@@ -177,6 +182,29 @@ impl TestCluster {
         if proxied {
             c.proxies = Some(proxy::Proxies::default());
         }
+        c.start_nodes(n).await;
+        c
+    }
+
+    /// Like [`TestCluster::start`], every node serving HTTPS; `extra_config` names the
+    /// TLS files and the harness's client trusts `ca_pem`.
+    pub async fn start_tls(n: u64, extra_config: &str, ca_pem: &[u8]) -> Self {
+        let mut c = TestCluster::new(extra_config);
+        c.scheme = "https";
+        c.http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+            .build()
+            .unwrap();
+        c.start_nodes(n).await;
+        c
+    }
+
+    /// Bootstraps node 1, waits for it and its first admin, and joins nodes 2..=n.
+    async fn start_nodes(&mut self, n: u64) {
+        let c = self;
         c.add_node(1, None, SECRET);
         c.wait_ready(1).await;
         c.wait_for("the first admin account", DEADLINE, || async {
@@ -194,7 +222,6 @@ impl TestCluster {
             c.add_node(id, Some(1), SECRET);
         }
         c.wait_voters(1, n as usize).await;
-        c
     }
 
     /// Writes the config and spawns node `id`; `join` names a node to join.
@@ -242,6 +269,7 @@ impl TestCluster {
             data_dir,
             config,
             log_path,
+            scheme: self.scheme,
             child: None,
         };
         spawn(&mut node);
