@@ -12,7 +12,6 @@ use common::*;
 use gavel_storage::inspect::{sled_dir, snapshots_dir};
 use gavel_storage::snapshot::list_snapshot_files;
 use gavel_storage::{LogStore, LogStoreOptions};
-use serde_json::json;
 
 async fn write_some(c: &TestCluster, node: u64, n: usize) {
     for i in 0..n {
@@ -76,8 +75,10 @@ async fn a_corrupted_log_record_stops_the_node_and_it_recovers_from_its_peers() 
     }
     c.restart(victim);
     c.wait_voters(leader, 3).await;
-    let (_, hash) = c.wait_converged().await;
-    assert_eq!(c.cluster(victim).await["state_hash"], json!(hash));
+    // Every running node, the recovered one included, reaches one applied index and state
+    // hash (a later entry, such as the node's worker registration, may follow it).
+    assert!(c.running().contains(&victim));
+    c.wait_converged().await;
     let (status, a) = c.get(victim, "/v1/auctions/12?consistency=stale").await;
     assert_eq!((status, a["title"].as_str()), (200, Some("lot 1")));
 }
@@ -108,8 +109,8 @@ async fn a_corrupted_snapshot_is_set_aside_and_the_node_recovers() {
     c.restart(victim);
     c.wait_ready(victim).await;
     write_some(&c, leader, 1).await;
-    let (_, hash) = c.wait_converged().await;
-    assert_eq!(c.cluster(victim).await["state_hash"], json!(hash));
+    // The victim is among the running nodes that reach one applied index and hash.
+    c.wait_converged().await;
     assert!(files[0].with_extension("snap.broken").exists(), "renamed .broken");
     let text = std::fs::read_to_string(&c.node(victim).log_path).unwrap();
     assert!(text.contains("snapshot failed its checks"), "the fallback is logged");
