@@ -123,7 +123,13 @@ async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let local = socket.local_addr()?.to_string();
-    let http = reqwest::Client::new();
+    // Renewals come every third of the TTL: idle connections must go before the
+    // server's keep-alive closes them.
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_millis(
+            gavel_raft::network::CLIENT_POOL_IDLE_MS,
+        ))
+        .build()?;
     subscribe(&http, args, &local).await?;
     eprintln!("watching auction {} over UDP on {local}", args.auction_id);
     let renew_every = Duration::from_secs(u64::from(args.ttl_secs.max(3)) / 3);
@@ -177,7 +183,13 @@ async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
 }
 
 async fn watch_sse(args: &WatchArgs) -> Result<ExitCode> {
-    let http = reqwest::Client::new();
+    // Renewals come every third of the TTL: idle connections must go before the
+    // server's keep-alive closes them.
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_millis(
+            gavel_raft::network::CLIENT_POOL_IDLE_MS,
+        ))
+        .build()?;
     let url = format!(
         "{}/v1/auctions/{}/events",
         args.node.trim_end_matches('/'),

@@ -111,7 +111,10 @@ async fn client(
     seed: u64,
     token: String,
 ) {
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
+        .build()
+        .unwrap();
     let mut rng = Rng(seed ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15));
     let bidder = format!("bidder-{id}");
     let mut n = 0u64;
@@ -206,7 +209,10 @@ async fn creator(
     seed: u64,
     token: String,
 ) {
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
+        .build()
+        .unwrap();
     let mut rng = Rng(seed ^ 0xC0FFEE);
     while !stop.load(Ordering::Relaxed) {
         let open = {

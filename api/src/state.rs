@@ -130,6 +130,7 @@ impl AppState {
             .timeout(Duration::from_millis(FORWARD_TIMEOUT_MS))
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(32)
+            .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
             .tcp_nodelay(true);
         if let Some(tls) = &tls {
             builder = tls.peer_client(builder).expect("the TLS files were checked at start");

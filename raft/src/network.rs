@@ -32,6 +32,10 @@ use crate::rpc::{RPC_APPEND_PATH, RPC_SNAPSHOT_PATH, RPC_VOTE_PATH};
 pub const CONNECT_TIMEOUT_MS: u64 = 500;
 /// Idle keep-alive connections kept per peer.
 pub const POOL_IDLE_PER_PEER_MAX: usize = 4;
+/// How long an HTTP client of a node keeps an idle connection: well under the server's
+/// keep-alive timeout (`[http] header_read_timeout_ms`, 10 s by default), so a request
+/// never goes out on a connection the server is closing.
+pub const CLIENT_POOL_IDLE_MS: u64 = 5_000;
 
 /// The network factory: one shared HTTP client and the cluster secret.
 #[derive(Clone)]
@@ -53,7 +57,7 @@ impl HttpNetwork {
             .local_address(source_ip)
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .pool_max_idle_per_host(POOL_IDLE_PER_PEER_MAX)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_millis(CLIENT_POOL_IDLE_MS))
             .tcp_nodelay(true);
         if let Some(tls) = tls {
             builder = tls.peer_client(builder)?;

@@ -112,6 +112,8 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(timeout)
         .pool_max_idle_per_host(4)
+        // Under the server's keep-alive: the setup connections idle through the run.
+        .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
         .build()?)
 }
 

@@ -162,6 +162,7 @@ impl TestCluster {
             nodes: BTreeMap::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
+                .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
                 .build()
                 .unwrap(),
             extra_config: extra_config.to_string(),
@@ -193,6 +194,7 @@ impl TestCluster {
         c.scheme = "https";
         c.http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
+            .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
