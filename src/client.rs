@@ -23,8 +23,8 @@ pub struct ClientArgs {
     /// API token of the account acting (`POST /v1/accounts` shows it once).
     #[arg(long, env = "GAVEL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// The account's signing key (`gavel key generate`): bids are signed with it.
-    #[arg(long, env = "GAVEL_KEY", global = true)]
+    /// The account's signing key file (`gavel key generate`): bids are signed with it.
+    #[arg(long = "key", value_name = "FILE", env = "GAVEL_KEY", global = true)]
     pub key_file: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
@@ -51,7 +51,7 @@ pub enum AuctionCommand {
     /// Show one auction and its bids.
     Show { id: u64 },
     /// Place a bid as the token's account: a straight bid (--amount), a proxy bid
-    /// (--max-amount), or both. With --key-file the bid is signed.
+    /// (--max-amount), or both. With --key FILE the bid is signed.
     Bid {
         id: u64,
         #[arg(long)]
@@ -59,7 +59,7 @@ pub enum AuctionCommand {
         #[arg(long)]
         max_amount: Option<u64>,
         /// Idempotency-Key: a retry with the same key is not a second bid.
-        #[arg(long)]
+        #[arg(long = "idempotency-key")]
         key: Option<String>,
         /// Nonce of a signed bid (default: the time in microseconds, which increases).
         #[arg(long)]
@@ -68,7 +68,8 @@ pub enum AuctionCommand {
     /// Buy now, as the token's account.
     Buy {
         id: u64,
-        #[arg(long)]
+        /// Idempotency-Key of the request.
+        #[arg(long = "idempotency-key")]
         key: Option<String>,
     },
     /// Cancel: the token's account as the seller (before the first bid), or as an admin.
@@ -100,7 +101,8 @@ pub struct CreateArgs {
     /// Soft close as WINDOW_SECS,EXTEND_SECS,MAX_EXTENSIONS.
     #[arg(long, value_parser = parse_soft_close)]
     soft_close: Option<(u32, u32, u32)>,
-    #[arg(long)]
+    /// Idempotency-Key of the request.
+    #[arg(long = "idempotency-key")]
     key: Option<String>,
 }
 

@@ -341,10 +341,10 @@ async fn signed_bids_replays_budgets_and_the_audit() {
         (Some(6000), Some(5000))
     );
 
-    log("the CLI signs with --key-file");
+    log("the CLI signs with --key FILE");
     let node = c.node(1).addr.clone();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
-        .args(["auction", "--node", &node, "--token", &lee, "--key-file"])
+        .args(["auction", "--node", &node, "--token", &lee, "--key"])
         .arg(&key_file)
         .args(["bid", "1", "--max-amount", "4000", "--json"])
         .output()

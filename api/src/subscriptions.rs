@@ -78,6 +78,13 @@ impl Proofs {
         let mut pending = self.lock();
         let now = Instant::now();
         pending.retain(|_, p| p.deadline > now);
+        // Asked again while a proof is under way: the same cookie, so that a confirm
+        // already on its way still counts.
+        if let Some(p) = pending.get(&(addr, auction_id)) {
+            if p.caller.account == caller.account {
+                return Ok(p.cookie);
+            }
+        }
         let mine = pending.values().filter(|p| p.caller.account == caller.account).count();
         if mine >= PENDING_PER_ACCOUNT_MAX && !pending.contains_key(&(addr, auction_id)) {
             return Err(ApiError::Rejected(Rejection::TooManySubscriptions {
