@@ -71,14 +71,22 @@ async fn fill(c: &TestCluster, entries: usize, clients: usize) -> Duration {
     let started = Instant::now();
     let per = entries.div_ceil(clients);
     let url = Arc::new(c.node(1).url("/v1/auctions"));
+    let seller = Arc::new(c.token("sam").await.expect("the seller's account"));
     let mut tasks = Vec::new();
     for w in 0..clients {
         let http = c.http.clone();
         let url = url.clone();
+        let seller = seller.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
                 let body = auction_body(&format!("lot {w}-{i}"), 3600);
-                let resp = http.post(url.as_str()).json(&body).send().await.expect("post");
+                let resp = http
+                    .post(url.as_str())
+                    .bearer_auth(seller.as_str())
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("post");
                 assert_eq!(resp.status(), 201);
             }
         }));
@@ -159,14 +167,16 @@ async fn throughput_case(nodes: u64, writes: usize) {
     let clients = 64;
     let per = writes.div_ceil(clients);
     let url = Arc::new(c.node(leader).url("/v1/auctions"));
+    let seller = Arc::new(c.token("sam").await.expect("the seller's account"));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..clients {
-        let (http, url) = (c.http.clone(), url.clone());
+        let (http, url, seller) = (c.http.clone(), url.clone(), seller.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
                 let resp = http
                     .post(url.as_str())
+                    .bearer_auth(seller.as_str())
                     .json(&auction_body(&format!("lot {w}-{i}"), 3600))
                     .send()
                     .await

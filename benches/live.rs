@@ -20,26 +20,43 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use gavel_api::udp::EventFrame;
+use gavel_api::udp::{EventFrame, ProofFrame};
 use serde_json::json;
 use tokio::net::UdpSocket;
 
 type Arrivals = Arc<Mutex<HashMap<u64, Vec<Instant>>>>;
 
-/// Binds `n` subscriber sockets, subscribes them, and records arrival times by seq.
+/// Subscribers per watcher account (under the per-account quota of 64).
+const SUBSCRIBERS_PER_ACCOUNT: usize = 50;
+
+/// Binds `n` subscriber sockets, subscribes them (each answers the node's challenge, as
+/// `gavel watch` does), and records arrival times by seq.
 async fn subscribers(c: &TestCluster, node: u64, id: u64, n: usize, arrivals: Arrivals, count: Arc<AtomicU64>) {
-    for _ in 0..n {
+    let path = format!("/v1/auctions/{id}/subscriptions");
+    for i in 0..n {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap().to_string();
-        let (status, body) = c
-            .post(
-                node,
-                &format!("/v1/auctions/{id}/subscriptions"),
-                &json!({"udp": addr, "ttl_secs": 3600}),
-                None,
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
+        let token = c.token(&format!("watcher-{id}-{}", i / SUBSCRIBERS_PER_ACCOUNT)).await;
+        let body = json!({"udp": addr, "ttl_secs": 3600});
+        let (status, answer) = c.post_with(node, &path, &body, None, token.as_deref()).await;
+        assert_eq!(status, 202, "{answer}");
+        let mut buf = [0u8; 64];
+        let (len, from) = tokio::time::timeout(Duration::from_secs(10), socket.recv_from(&mut buf))
+            .await
+            .expect("a challenge")
+            .unwrap();
+        let challenge = ProofFrame::decode(&buf[..len]).expect("a challenge");
+        let confirm = ProofFrame {
+            confirm: true,
+            ..challenge
+        };
+        socket.send_to(&confirm.encode(), from).await.unwrap();
+        c.wait_for("the subscription to be active", Duration::from_secs(10), || async {
+            let (status, answer) = c.post_with(node, &path, &body, None, token.as_deref()).await;
+            assert!(status == 201 || status == 202, "{status} {answer}");
+            (status == 201).then_some(())
+        })
+        .await;
         let (arrivals, count) = (arrivals.clone(), count.clone());
         tokio::spawn(async move {
             let mut buf = [0u8; 512];
@@ -75,10 +92,13 @@ async fn latency_case(c: &TestCluster, leader: u64, n_subs: usize, bids: u64) {
     let (mut from_ack, mut from_send) = (Vec::new(), Vec::new());
     for i in 0..bids {
         let sent = Instant::now();
+        let bidder = format!("b{}", i % 7);
+        let token = c.token(&bidder).await.expect("a bidder's account");
         let resp = c
             .http
             .post(c.node(leader).url(&format!("/v1/auctions/{id}/bids")))
-            .json(&json!({"bidder": format!("b{}", i % 7), "amount": 1 + i}))
+            .bearer_auth(token)
+            .json(&json!({"bidder": bidder, "amount": 1 + i}))
             .send()
             .await
             .unwrap();
@@ -147,6 +167,7 @@ async fn fanout_case(c: &TestCluster, leader: u64, secs: u64) {
     let bids = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for b in 0..16 {
+        let token = c.token(&format!("b{b}")).await.expect("a bidder's account");
         let (http, url, next, bids) = (
             c.http.clone(),
             c.node(leader).url(&format!("/v1/auctions/{id}/bids")),
@@ -158,6 +179,7 @@ async fn fanout_case(c: &TestCluster, leader: u64, secs: u64) {
                 let amount = next.fetch_add(1, Ordering::Relaxed);
                 let r = http
                     .post(&url)
+                    .bearer_auth(&token)
                     .json(&json!({"bidder": format!("b{b}"), "amount": amount}))
                     .send()
                     .await

@@ -581,6 +581,20 @@ async fn udp_updates_go_only_to_an_address_that_proved_it_wants_them() {
         (c.post_with(1, path, &mine, None, Some(&owner)).await.0 == 201).then_some(())
     })
     .await;
+
+    log("another account asking for the same address is refused at once, and sends it nothing");
+    let (status, answer) = c.post_with(1, path, &mine, None, Some(&mallory)).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("subscription_taken")),
+        "{answer}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(800), sub.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "neither the polls while the proof was committed nor the refused request sent a challenge"
+    );
     let resp = c
         .http
         .delete(c.node(1).url(path))

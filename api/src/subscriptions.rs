@@ -60,6 +60,9 @@ struct Pending {
     ttl_secs: u32,
     cookie: u64,
     deadline: Instant,
+    /// Confirmed, its subscription being committed: a repeated request waits for that
+    /// commit instead of starting another proof.
+    committing: bool,
 }
 
 /// Unproven subscriptions on this node, by (address, auction). Node-local soft state.
@@ -73,8 +76,9 @@ impl Proofs {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a challenge for `addr` and returns its cookie, or why not.
-    fn start(&self, addr: SocketAddr, auction_id: u64, caller: Caller, ttl_secs: u32) -> Result<u64, ApiError> {
+    /// Registers a challenge for `addr` and returns its cookie (`None` when the proof is
+    /// done and its commit under way: nothing to send), or why not.
+    fn start(&self, addr: SocketAddr, auction_id: u64, caller: Caller, ttl_secs: u32) -> Result<Option<u64>, ApiError> {
         let mut pending = self.lock();
         let now = Instant::now();
         pending.retain(|_, p| p.deadline > now);
@@ -82,7 +86,7 @@ impl Proofs {
         // already on its way still counts.
         if let Some(p) = pending.get(&(addr, auction_id)) {
             if p.caller.account == caller.account {
-                return Ok(p.cookie);
+                return Ok((!p.committing).then_some(p.cookie));
             }
         }
         let mine = pending.values().filter(|p| p.caller.account == caller.account).count();
@@ -106,19 +110,30 @@ impl Proofs {
                 ttl_secs,
                 cookie,
                 deadline: now + Duration::from_millis(PROOF_DEADLINE_MS),
+                committing: false,
             },
         );
-        Ok(cookie)
+        Ok(Some(cookie))
     }
 
-    /// The pending subscription a confirm proves, taken out; `None` for a wrong cookie.
-    fn confirm(&self, addr: SocketAddr, frame: &ProofFrame) -> Option<Pending> {
+    /// The caller and TTL of the pending subscription a confirm proves, now marked as
+    /// committing; `None` for a wrong cookie, a late one, or a repeated confirm.
+    fn confirm(&self, addr: SocketAddr, frame: &ProofFrame) -> Option<(Caller, u32)> {
         let mut pending = self.lock();
-        let key = (addr, frame.auction_id);
-        match pending.get(&key) {
-            Some(p) if p.cookie == frame.cookie && p.deadline > Instant::now() => pending.remove(&key),
+        match pending.get_mut(&(addr, frame.auction_id)) {
+            Some(p) if !p.committing && p.cookie == frame.cookie && p.deadline > Instant::now() => {
+                // A commit that hangs past a fresh deadline lets the address start over.
+                p.committing = true;
+                p.deadline = Instant::now() + Duration::from_millis(PROOF_DEADLINE_MS);
+                Some((p.caller.clone(), p.ttl_secs))
+            }
             _ => None,
         }
+    }
+
+    /// Forgets a proof: its commit failed, or its subscription is in place.
+    fn finish(&self, addr: SocketAddr, auction_id: u64) {
+        self.lock().remove(&(addr, auction_id));
     }
 }
 
@@ -153,14 +168,15 @@ fn holds(s: &AppState, auction_id: u64, addr: &SocketAddr, account: &str) -> boo
         .is_some_and(|owner| owner == account)
 }
 
-/// Sends `addr` a challenge for `auction_id` on behalf of `auth`.
+/// Sends `addr` a challenge for `auction_id` on behalf of `auth`; `false` when its proof
+/// is done already and the subscription on its way (nothing sent).
 fn challenge(
     s: &AppState,
     auction_id: u64,
     addr: SocketAddr,
     auth: &Authenticated,
     ttl_secs: u32,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let exists = s.sm.read().book.auction(auction_id).map(|a| a.status.is_final());
     match exists {
         None => return Err(ApiError::unknown_auction(auction_id)),
@@ -173,7 +189,13 @@ fn challenge(
             gavel_storage::book::SUBSCRIPTION_TTL_MAX_SECS
         )));
     }
-    let cookie = s.proofs.start(addr, auction_id, auth.caller.clone(), ttl_secs)?;
+    s.sm.read()
+        .book
+        .admits_subscription(auction_id, &addr.to_string(), auth.name(), now_ms())
+        .map_err(ApiError::Rejected)?;
+    let Some(cookie) = s.proofs.start(addr, auction_id, auth.caller.clone(), ttl_secs)? else {
+        return Ok(false);
+    };
     let frame = ProofFrame {
         confirm: false,
         auction_id,
@@ -183,7 +205,7 @@ fn challenge(
         frame: frame.encode().into(),
         targets: vec![addr],
     });
-    Ok(())
+    Ok(true)
 }
 
 pub async fn subscribe(
@@ -195,8 +217,15 @@ pub async fn subscribe(
     let addr = parse_udp(&body.udp)?;
     let ttl_secs = body.ttl_secs.unwrap_or(SUBSCRIPTION_TTL_DEFAULT_SECS);
     let auth = authenticate(&s, &req)?;
-    if !holds(&s, id, &addr, auth.name()) {
-        challenge(&s, id, addr, &auth, ttl_secs)?;
+    if holds(&s, id, &addr, auth.name()) {
+        s.proofs.finish(addr, id);
+    } else {
+        let message = if challenge(&s, id, addr, &auth, ttl_secs)? {
+            "a challenge datagram went to the address; send its cookie back from there \
+             (a confirm datagram, see the README) to start the subscription"
+        } else {
+            "the address proved itself; the subscription is being committed"
+        };
         return Ok((
             StatusCode::ACCEPTED,
             Json(json!({
@@ -204,8 +233,7 @@ pub async fn subscribe(
                 "udp": addr.to_string(),
                 "status": "pending",
                 "proof_deadline_ms": PROOF_DEADLINE_MS,
-                "message": "a challenge datagram went to the address; send its cookie back from there \
-                            (a confirm datagram, see the README) to start the subscription",
+                "message": message,
             })),
         )
             .into_response());
@@ -243,6 +271,9 @@ pub async fn unsubscribe(
     req: RawRequest,
 ) -> Result<Response, ApiError> {
     let body: Unsubscribe = parse_json(&req.body)?;
+    if let Ok(addr) = body.udp.parse() {
+        s.proofs.finish(addr, id);
+    }
     let op = Op::Unsubscribe {
         auction_id: id,
         addr: body.udp,
@@ -326,18 +357,22 @@ pub async fn run_datagram_requests(s: AppState, mut requests: mpsc::Receiver<(In
         let result = match inbound {
             Inbound::Subscribe(frame) => on_subscribe(&s, frame, from).await,
             Inbound::Confirm(frame) => match s.proofs.confirm(from, &frame) {
-                Some(p) => {
-                    commit(
-                        &s,
-                        InternalSubscribe {
-                            auction_id: frame.auction_id,
-                            addr: from.to_string(),
-                            ttl_secs: p.ttl_secs,
-                            account: p.caller.account,
-                            token_hash: hex::encode(p.caller.token_hash),
-                        },
-                    )
-                    .await
+                Some((caller, ttl_secs)) => {
+                    let change = InternalSubscribe {
+                        auction_id: frame.auction_id,
+                        addr: from.to_string(),
+                        ttl_secs,
+                        account: caller.account,
+                        token_hash: hex::encode(caller.token_hash),
+                    };
+                    let committed = commit(&s, change).await;
+                    // Once committed the entry stays until this node has applied the
+                    // subscription (a request then finds it held) or its deadline passes,
+                    // so that a request in between starts no second proof.
+                    if committed.is_err() {
+                        s.proofs.finish(from, frame.auction_id);
+                    }
+                    committed
                 }
                 None => Err("no pending subscription with that cookie".into()),
             },
@@ -369,9 +404,11 @@ async fn on_subscribe(s: &AppState, frame: SubscribeFrame, from: SocketAddr) -> 
         token_hash: hex::encode(token_hash),
     };
     if !frame.subscribe {
+        s.proofs.finish(from, frame.auction_id);
         return commit(s, change).await;
     }
     if holds(s, frame.auction_id, &from, auth.name()) {
+        s.proofs.finish(from, frame.auction_id);
         // Renew only once less than half the TTL is left: frequent renewals cost nothing.
         let left_ms =
             s.sm.read()
@@ -385,5 +422,75 @@ async fn on_subscribe(s: &AppState, frame: SubscribeFrame, from: SocketAddr) -> 
         }
         return commit(s, change).await;
     }
-    challenge(s, frame.auction_id, from, &auth, frame.ttl_secs).map_err(|e| e.to_string())
+    challenge(s, frame.auction_id, from, &auth, frame.ttl_secs)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(account: &str) -> Caller {
+        Caller {
+            account: account.into(),
+            token_hash: [7; 32],
+        }
+    }
+
+    fn confirm_of(auction_id: u64, cookie: u64) -> ProofFrame {
+        ProofFrame {
+            confirm: true,
+            auction_id,
+            cookie,
+        }
+    }
+
+    #[test]
+    fn a_request_during_the_commit_starts_no_second_proof() {
+        let proofs = Proofs::default();
+        let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let cookie = proofs.start(addr, 1, caller("ann"), 60).unwrap().expect("a challenge");
+        assert_eq!(
+            proofs.start(addr, 1, caller("ann"), 60).unwrap(),
+            Some(cookie),
+            "same cookie"
+        );
+        assert!(
+            proofs.confirm(addr, &confirm_of(1, cookie ^ 1)).is_none(),
+            "wrong cookie"
+        );
+        let (who, ttl) = proofs.confirm(addr, &confirm_of(1, cookie)).expect("the right cookie");
+        assert_eq!((who.account.as_str(), ttl), ("ann", 60));
+        assert!(
+            proofs.confirm(addr, &confirm_of(1, cookie)).is_none(),
+            "confirmed once only"
+        );
+        assert_eq!(
+            proofs.start(addr, 1, caller("ann"), 60).unwrap(),
+            None,
+            "commit under way"
+        );
+        proofs.finish(addr, 1);
+        let again = proofs.start(addr, 1, caller("ann"), 60).unwrap().expect("a new proof");
+        assert_ne!(again, cookie);
+    }
+
+    #[test]
+    fn one_account_may_keep_only_so_many_proofs_waiting() {
+        let proofs = Proofs::default();
+        for port in 0..PENDING_PER_ACCOUNT_MAX as u16 {
+            let addr = SocketAddr::from(([127, 0, 0, 1], 5000 + port));
+            proofs.start(addr, 1, caller("ann"), 60).unwrap();
+        }
+        let one_more = SocketAddr::from(([127, 0, 0, 1], 6000));
+        assert!(matches!(
+            proofs.start(one_more, 1, caller("ann"), 60),
+            Err(ApiError::Rejected(Rejection::TooManySubscriptions { .. }))
+        ));
+        assert!(
+            proofs.start(one_more, 1, caller("bob"), 60).is_ok(),
+            "another account is not held back"
+        );
+    }
 }

@@ -10,7 +10,6 @@
 //! looked at. Subscribing to an ended auction is refused. Only the account that made a
 //! subscription, or an admin, may remove it; another account may not take it over.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -75,24 +74,7 @@ impl AuctionBook {
         for old in expired {
             self.remove_subscription(id, &old);
         }
-        let live = self.subscriptions.get(&id);
-        match live.and_then(|subs| subs.get(&addr)) {
-            Some(sub) if sub.owner != owner => return Err(Rejection::SubscriptionTaken),
-            Some(_) => {}
-            None => {
-                if live.map_or(0, |subs| subs.len()) >= SUBSCRIBERS_PER_AUCTION_MAX as usize {
-                    return Err(Rejection::TooManySubscribers {
-                        max: SUBSCRIBERS_PER_AUCTION_MAX,
-                    });
-                }
-                let held = self.subscriptions_by_owner.get(&owner).map_or(0, BTreeSet::len);
-                if owner != CLUSTER_OWNER && held >= SUBSCRIPTIONS_PER_ACCOUNT_MAX as usize {
-                    return Err(Rejection::TooManySubscriptions {
-                        max: SUBSCRIPTIONS_PER_ACCOUNT_MAX,
-                    });
-                }
-            }
-        }
+        self.admits_subscription(id, &addr, &owner, now)?;
         let expires_at_ms = now.saturating_add(u64::from(ttl_secs) * 1000);
         self.subscriptions.entry(id).or_default().insert(
             addr.clone(),
@@ -178,6 +160,57 @@ impl AuctionBook {
             .collect();
         for (id, addr) in over {
             self.remove_subscription(id, &addr);
+        }
+    }
+
+    /// Whether `owner` may subscribe `addr` to auction `id` at `now` as far as ownership
+    /// and quotas go (expired subscriptions do not count). The API asks before it
+    /// challenges an address, so a refusal reaches the client instead of a silent
+    /// confirm; `subscribe` asks again in `apply`.
+    pub fn admits_subscription(
+        &self,
+        id: AuctionId,
+        addr: &str,
+        owner: &str,
+        now: TimestampMs,
+    ) -> Result<(), Rejection> {
+        let live_sub = |id: &AuctionId, addr: &str| {
+            self.subscriptions
+                .get(id)
+                .and_then(|subs| subs.get(addr))
+                .filter(|s| s.expires_at_ms > now)
+        };
+        match live_sub(&id, addr) {
+            Some(sub) if sub.owner != owner => Err(Rejection::SubscriptionTaken),
+            Some(_) => Ok(()),
+            None => {
+                let subscribers = self
+                    .subscriptions
+                    .get(&id)
+                    .map_or(0, |subs| subs.values().filter(|s| s.expires_at_ms > now).count());
+                if subscribers >= SUBSCRIBERS_PER_AUCTION_MAX as usize {
+                    return Err(Rejection::TooManySubscribers {
+                        max: SUBSCRIBERS_PER_AUCTION_MAX,
+                    });
+                }
+                if owner == CLUSTER_OWNER {
+                    return Ok(());
+                }
+                let held = self.subscriptions_by_owner.get(owner).map_or(0, |owned| {
+                    owned
+                        .iter()
+                        .filter(|(id, addr)| {
+                            live_sub(id, addr).is_some() && self.auctions.get(id).is_some_and(|a| !a.status.is_final())
+                        })
+                        .count()
+                });
+                if held >= SUBSCRIPTIONS_PER_ACCOUNT_MAX as usize {
+                    return Err(Rejection::TooManySubscriptions {
+                        max: SUBSCRIPTIONS_PER_ACCOUNT_MAX,
+                    });
+                }
+                Ok(())
+            }
         }
     }
 
