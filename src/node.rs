@@ -10,6 +10,7 @@
 //! SIGTERM/SIGINT: stop accepting connections, finish in-flight requests, stop Raft,
 //! flush the log, exit 0.
 
+use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -185,7 +186,7 @@ async fn ensure_first_admin(raft: Raft, sm: StateMachineStore, token: String, mu
         if sm.read().book.has_admin() || *stop.borrow() {
             return;
         }
-        if raft.metrics().borrow().state == openraft::ServerState::Leader {
+        if raft.metrics().borrow_watched().state == openraft::ServerState::Leader {
             let account = Account {
                 name: "admin".into(),
                 roles: [Role::Admin].into_iter().collect(),

@@ -8,7 +8,7 @@ use std::process::Output;
 use gavel_storage::snapshot::list_snapshot_files;
 use gavel_storage::{AuctionSpec, Command, Entry, IncrementRule, LogStore, LogStoreOptions, Op, StateMachineStore};
 use openraft::storage::RaftLogStorage;
-use openraft::{BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, Vote};
+use openraft::{BasicNode, EntryPayload, Membership, Vote};
 
 const T0: u64 = 1_800_000_000_000;
 
@@ -26,9 +26,9 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-fn entry(index: u64, payload: EntryPayload<gavel_storage::TypeConfig>) -> Entry {
+fn entry(index: u64, payload: gavel_storage::EntryPayload) -> Entry {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: gavel_storage::log_id(1, 1, index),
         payload,
     }
 }
@@ -41,7 +41,8 @@ async fn produce_data_dir(dir: &Path) {
     let membership = Membership::new(
         vec![BTreeSet::from([1])],
         BTreeMap::from([(1, BasicNode::new("127.0.0.1:7070"))]),
-    );
+    )
+    .unwrap();
     let spec = AuctionSpec {
         seller: "sam".into(),
         title: "Clock".into(),

@@ -300,7 +300,7 @@ async fn node_files_are_written_durably() {
 /// it.
 async fn data_dir_with_emptied_blobs(dir: &Path) {
     use gavel_storage::{Command as Cmd, Entry, LogStore, LogStoreOptions, Op};
-    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use openraft::EntryPayload;
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("node-id"), "1\n").unwrap();
     let store = LogStore::open(
@@ -314,7 +314,7 @@ async fn data_dir_with_emptied_blobs(dir: &Path) {
     for start in (1..=200u64).step_by(8) {
         let batch: Vec<Entry> = (start..start + 8)
             .map(|i| Entry {
-                log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                log_id: gavel_storage::log_id(1, 1, i),
                 payload: EntryPayload::Normal(Cmd::new(
                     i,
                     Op::PlaceBid {

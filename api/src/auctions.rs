@@ -16,6 +16,7 @@ use gavel_storage::{
     Auction, AuctionSpec, AuctionStatus, Command, IncrementBand, IncrementRule, Op, Outcome, Response as BookResponse,
     SoftClose,
 };
+use openraft::async_runtime::watch::WatchReceiver as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -158,7 +159,7 @@ pub async fn propose(
         return Err(problem);
     }
     // Only the leader builds commands: it stamps the time and knows worker liveness.
-    if s.raft.metrics().borrow().state != openraft::ServerState::Leader {
+    if s.raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
         return Ok(Err(forward(s, cluster::leader(&s.raft), req).await));
     }
     let auth = authenticate(s, req)?;
@@ -189,7 +190,7 @@ pub const WORKER_WAIT_MS: u64 = 2_000;
 async fn wait_for_worker(s: &AppState) -> Option<u64> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(WORKER_WAIT_MS);
     loop {
-        if s.raft.metrics().borrow().state != openraft::ServerState::Leader {
+        if s.raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
             return None;
         }
         if let Some(w) = pick_worker(&s.sm.read().book, &s.registry, None) {

@@ -5,6 +5,7 @@
 //! (`Authorization: Bearer <token>`); adding a node also accepts the cluster secret, which
 //! a joining node presents.
 
+use openraft::async_runtime::watch::WatchReceiver as _;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -47,17 +48,23 @@ pub async fn health(State(s): State<AppState>) -> Response {
 }
 
 /// Ready when a live leader is known and everything this node knows to be committed is
-/// applied. openraft 0.9 restores `current_leader` (even this node's own leadership)
+/// applied. openraft restores `current_leader` (even this node's own leadership)
 /// from the stored vote at start, before any peer has answered, so "live" is checked:
 /// a leader must have heard from a quorum, a follower from the leader, within an
 /// election timeout.
+/// On the leader: milliseconds since a quorum last acknowledged it.
+fn quorum_ack_ms(m: &openraft::RaftMetrics<gavel_storage::TypeConfig>) -> Option<u64> {
+    use openraft::Instant as _;
+    m.last_quorum_acked.as_ref().map(|at| at.elapsed().as_millis() as u64)
+}
+
 pub async fn ready(State(s): State<AppState>) -> Response {
-    let m = s.raft.metrics().borrow().clone();
+    let m = s.raft.metrics().borrow_watched().clone();
     let committed = cluster::committed(&s.raft).await.map(|c| c.index);
     let applied = m.last_applied.map(|a| a.index);
     let recent = |ms: Option<u64>| ms.is_some_and(|ms| ms <= s.raft.config().election_timeout_max);
     let leader_alive = match m.state {
-        ServerState::Leader => recent(m.millis_since_quorum_ack),
+        ServerState::Leader => recent(quorum_ack_ms(&m)),
         _ => recent(s.leader_contact.elapsed_ms()),
     };
     let has_leader = m.current_leader.is_some() && leader_alive && m.running_state.is_ok();
@@ -68,7 +75,7 @@ pub async fn ready(State(s): State<AppState>) -> Response {
         "ready": ready,
         "member": member,
         "leader": m.current_leader,
-        "quorum_ack_ms": m.millis_since_quorum_ack,
+        "quorum_ack_ms": quorum_ack_ms(&m),
         "applied_index": applied,
         "commit_index": committed,
     });
@@ -102,7 +109,7 @@ struct Member {
 }
 
 pub async fn cluster_info(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let m = s.raft.metrics().borrow().clone();
+    let m = s.raft.metrics().borrow_watched().clone();
     let committed = cluster::committed(&s.raft).await;
     let membership = m.membership_config.membership();
     let voters: Vec<u64> = membership.voter_ids().collect();
@@ -230,7 +237,7 @@ pub async fn remove_node(
 /// Takes a snapshot of this node's state now and waits until it is on disk.
 pub async fn take_snapshot(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     require_admin(&s, &req)?;
-    let applied = s.raft.metrics().borrow().last_applied;
+    let applied = s.raft.metrics().borrow_watched().last_applied;
     s.raft
         .trigger()
         .snapshot()
@@ -287,7 +294,7 @@ pub async fn download_snapshot(State(s): State<AppState>, req: RawRequest) -> Re
 
 /// Prometheus text format.
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let m = s.raft.metrics().borrow().clone();
+    let m = s.raft.metrics().borrow_watched().clone();
     let (counts, idem, applied) = {
         let st = s.sm.read();
         (

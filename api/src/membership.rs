@@ -13,6 +13,7 @@
 //! and answers client routes with 503 `not_a_member`. If its own configuration later names
 //! it again at a newer index (it was added back), it is a member again and the file goes.
 
+use openraft::async_runtime::watch::WatchReceiver as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -43,7 +44,7 @@ fn marker_path(s: &AppState) -> Option<PathBuf> {
 
 /// This node's effective configuration: its log index, and whether it names this node.
 fn own_membership(s: &AppState) -> (u64, bool) {
-    let m = s.raft.metrics().borrow().clone();
+    let m = s.raft.metrics().borrow_watched().clone();
     let index = m.membership_config.log_id().map_or(0, |l| l.index);
     let named = m.membership_config.membership().get_node(&s.node_id).is_some();
     (index, named)
@@ -106,7 +107,7 @@ async fn check(s: &AppState) {
     }
     // A node that does not believe it is a member (fresh, joining, catching up) has
     // nothing to check; neither has one that hears from a leader or is one.
-    let m = s.raft.metrics().borrow().clone();
+    let m = s.raft.metrics().borrow_watched().clone();
     let heard_recently = s
         .leader_contact
         .elapsed_ms()

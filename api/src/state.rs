@@ -2,6 +2,7 @@
 //! and state machine, the cluster secret, the HTTP client used to reach the leader, the
 //! worker registry (leader soft state) and the UDP sender.
 
+use openraft::async_runtime::watch::WatchReceiver as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +167,7 @@ impl AppState {
     /// Why this node cannot take part in writes at all, if it cannot: its Raft core has
     /// stopped (a full disk: 507 `insufficient_storage`; anything else: 503).
     pub fn stopped(&self) -> Option<ApiError> {
-        let fatal = match &self.raft.metrics().borrow().running_state {
+        let fatal = match &self.raft.metrics().borrow_watched().running_state {
             Ok(()) => return None,
             Err(fatal) => fatal.to_string(),
         };

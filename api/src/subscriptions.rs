@@ -19,6 +19,7 @@
 //! confirm, and commits through the leader (`/v1/internal/subscribe`, with the cluster
 //! secret; the leader's `apply` checks the caller's token again).
 
+use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -336,7 +337,7 @@ pub async fn internal_subscribe(State(s): State<AppState>, req: RawRequest) -> R
 /// Commits a subscription change: through the proposer on the leader, else through the
 /// leader's internal route.
 async fn commit(s: &AppState, change: InternalSubscribe) -> Result<(), String> {
-    let leading = s.raft.metrics().borrow().state == openraft::ServerState::Leader;
+    let leading = s.raft.metrics().borrow_watched().state == openraft::ServerState::Leader;
     if leading {
         let cmd = change.command().map_err(|e| e.to_string())?;
         return match s.proposer.write(cmd).await {

@@ -21,6 +21,7 @@
 //! the most spare capacity. New auctions go to that worker too; with no capacity anywhere,
 //! creating an auction fails with 503 `no_capacity`.
 
+use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -196,7 +197,7 @@ pub async fn handle_heartbeat(s: &AppState, hb: Heartbeat) -> Result<(), ApiErro
     let member = s
         .raft
         .metrics()
-        .borrow()
+        .borrow_watched()
         .membership_config
         .membership()
         .get_node(&hb.node_id)
@@ -270,7 +271,7 @@ pub async fn handle_clock(s: &AppState, req: ClockRequest) -> Result<Response, A
 }
 
 fn is_leader(s: &AppState) -> bool {
-    s.raft.metrics().borrow().state == ServerState::Leader
+    s.raft.metrics().borrow_watched().state == ServerState::Leader
 }
 
 /// Sends `body` to the leader's internal `path`; a leader calls itself directly.
@@ -318,7 +319,7 @@ pub async fn run_reconciler(s: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let m = s.raft.metrics().borrow().clone();
+        let m = s.raft.metrics().borrow_watched().clone();
         let leading = (m.state == ServerState::Leader).then_some(m.current_term);
         if s.registry.observe(leading) {
             tracing::info!(

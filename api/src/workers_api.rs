@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gavel_raft::{cluster, secret_matches};
+use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::ServerState;
 use serde_json::json;
 
@@ -15,7 +16,7 @@ use crate::state::AppState;
 use crate::worker::{handle_clock, handle_heartbeat, ClockRequest, Heartbeat};
 
 fn leading(s: &AppState) -> bool {
-    s.raft.metrics().borrow().state == ServerState::Leader
+    s.raft.metrics().borrow_watched().state == ServerState::Leader
 }
 
 /// Workers with capacity, hosted auctions and liveness. Liveness is the leader's

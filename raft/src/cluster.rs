@@ -8,10 +8,12 @@
 //! elsewhere it fails with [`ClusterError::NotLeader`] naming the leader, and the API
 //! forwards the request there.
 
+use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::BTreeSet;
 
+use gavel_storage::TypeConfig;
 use gavel_storage::{Command, LogId, Response};
-use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
 use std::time::Duration;
 
 use openraft::{BasicNode, ChangeMembers, ServerState};
@@ -49,7 +51,7 @@ pub enum ClusterError {
     NotCaughtUp(String),
 }
 
-fn forward(f: ForwardToLeader<u64, BasicNode>) -> ClusterError {
+fn forward(f: ForwardToLeader<TypeConfig>) -> ClusterError {
     let leader = match (f.leader_id, f.leader_node) {
         (Some(id), Some(node)) => Some(NodeAddr { id, addr: node.addr }),
         _ => None,
@@ -57,9 +59,16 @@ fn forward(f: ForwardToLeader<u64, BasicNode>) -> ClusterError {
     ClusterError::NotLeader { leader }
 }
 
-fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ClusterError {
+fn write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ClusterError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => forward(f),
+        // Leadership changed before the entry committed: it may or may not have. Callers
+        // retry with their Idempotency-Key, which makes the retry exact.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => ClusterError::Unavailable(format!(
+            "leadership changed before the write was known to commit; retry with the same \
+             Idempotency-Key ({f})"
+        )),
+        RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => ClusterError::Conflict(e.to_string()),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(e))) => {
             ClusterError::Unavailable(format!("another membership change is in progress; retry shortly ({e})"))
         }
@@ -213,16 +222,19 @@ async fn propose_batch(raft: &Raft, mut batch: Vec<(Command, Reply)>) {
 /// A read-index barrier: confirms leadership with a quorum and waits until this node has
 /// applied everything committed before the read. After it, local state is linearizable.
 pub async fn read_barrier(raft: &Raft) -> Result<(), ClusterError> {
-    raft.ensure_linearizable().await.map(|_| ()).map_err(|e| match e {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => forward(f),
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => ClusterError::Unavailable(q.to_string()),
-        RaftError::Fatal(f) => ClusterError::Unavailable(format!("raft stopped: {f}")),
-    })
+    raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => forward(f),
+            RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)) => ClusterError::Unavailable(q.to_string()),
+            RaftError::Fatal(f) => ClusterError::Unavailable(format!("raft stopped: {f}")),
+        })
 }
 
 /// The current leader as this node sees it.
 pub fn leader(raft: &Raft) -> Option<NodeAddr> {
-    let m = raft.metrics().borrow().clone();
+    let m = raft.metrics().borrow_watched().clone();
     let id = m.current_leader?;
     let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
     Some(NodeAddr { id, addr })
@@ -252,7 +264,7 @@ pub async fn add_node(raft: &Raft, id: u64, addr: &str, catchup_timeout: Duratio
     }
     validate_addr(addr)?;
     let _one_at_a_time = MEMBERSHIP_CHANGE.lock().await;
-    let membership = raft.metrics().borrow().membership_config.clone();
+    let membership = raft.metrics().borrow_watched().membership_config.clone();
     let membership = membership.membership();
     for (other, node) in membership.nodes() {
         if *other == id && node.addr != addr {
@@ -277,7 +289,7 @@ pub async fn add_node(raft: &Raft, id: u64, addr: &str, catchup_timeout: Duratio
             .await
             .map_err(write_error)?;
     }
-    let target = raft.metrics().borrow().last_log_index.unwrap_or(0);
+    let target = raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
     tracing::info!(id, addr, target, "waiting for the learner to acknowledge the log");
     let waited = raft
         .wait(Some(catchup_timeout))
@@ -286,7 +298,7 @@ pub async fn add_node(raft: &Raft, id: u64, addr: &str, catchup_timeout: Duratio
             "learner caught up",
         )
         .await;
-    let m = raft.metrics().borrow().clone();
+    let m = raft.metrics().borrow_watched().clone();
     if m.state != ServerState::Leader {
         return Err(ClusterError::NotLeader { leader: leader(raft) });
     }
@@ -318,14 +330,14 @@ pub async fn add_node(raft: &Raft, id: u64, addr: &str, catchup_timeout: Duratio
 }
 
 /// On the leader: the newest index node `id` has acknowledged, if it ever answered.
-fn matched_index(m: &openraft::RaftMetrics<u64, BasicNode>, id: u64) -> Option<u64> {
+fn matched_index(m: &openraft::RaftMetrics<TypeConfig>, id: u64) -> Option<u64> {
     m.replication.as_ref()?.get(&id)?.as_ref().map(|log_id| log_id.index)
 }
 
 /// Removes node `id` (voter or learner) from the cluster.
 pub async fn remove_node(raft: &Raft, id: u64) -> Result<(), ClusterError> {
     let _one_at_a_time = MEMBERSHIP_CHANGE.lock().await;
-    let membership = raft.metrics().borrow().membership_config.clone();
+    let membership = raft.metrics().borrow_watched().membership_config.clone();
     let membership = membership.membership();
     if membership.get_node(&id).is_none() {
         return Err(ClusterError::NotFound(format!("node {id} is not a member")));
@@ -348,7 +360,10 @@ pub async fn remove_node(raft: &Raft, id: u64) -> Result<(), ClusterError> {
 
 /// The committed log id as the Raft core knows it.
 pub async fn committed(raft: &Raft) -> Option<LogId> {
-    raft.with_raft_state(|st| st.committed).await.ok().flatten()
+    raft.with_raft_state(|st| st.local_committed().cloned())
+        .await
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]

@@ -83,6 +83,13 @@ impl RaftTimings {
         self.validate()?;
         let config = Config {
             cluster_name: cluster_name.to_string(),
+            // A follower asks whether it could win before it raises its term: a node that
+            // was cut off or restarted cannot unseat a healthy leader when it returns.
+            enable_pre_vote: Some(true),
+            // A restarted node never resumes its old leadership without an election: its
+            // read index would be the persisted commit index, possibly behind what it
+            // acknowledged before the crash (see the stale-read regression test).
+            enable_leader_restore: Some(false),
             heartbeat_interval: self.heartbeat_interval_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,

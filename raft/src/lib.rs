@@ -17,7 +17,7 @@ pub use config::RaftTimings;
 pub use network::HttpNetwork;
 
 /// The Raft handle of a Gavel node.
-pub type Raft = openraft::Raft<gavel_storage::TypeConfig>;
+pub type Raft = openraft::Raft<gavel_storage::TypeConfig, gavel_storage::StateMachineStore>;
 
 /// Checks a request's `Authorization: Bearer <secret>` against the cluster secret in
 /// constant time. With no secret configured nothing passes: such a node runs alone.

@@ -1,7 +1,8 @@
 //! Node-to-node RPC, client side: openraft's `RaftNetworkFactory` over HTTP.
 //!
-//! Each RPC is one `POST http://<peer>/raft/<append|vote|snapshot>` with a bincode 2
-//! (serde mode) body of openraft's request type, and `Authorization: Bearer <secret>`.
+//! Each RPC is one `POST http://<peer>/raft/<append|vote|pre-vote|snapshot|transfer-leader>`
+//! with a bincode 2 (serde mode) body of openraft's request type (a snapshot goes whole:
+//! the leader's vote, its meta and the file, see [`crate::rpc::SnapshotTransfer`]), and `Authorization: Bearer <secret>`.
 //! The response body is the bincode of `Result<Response, RaftError>` as the peer's Raft
 //! returned it. One `reqwest::Client` (a keep-alive connection pool) serves all peers.
 //!
@@ -11,33 +12,29 @@
 //! a `RemoteError`.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::io;
+use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gavel_storage::{bincode_config, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use gavel_storage::{bincode_config, TypeConfig, Vote};
+use openraft::error::{NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::rpc::{RPC_APPEND_PATH, RPC_SNAPSHOT_PATH, RPC_VOTE_PATH};
+use crate::rpc::{RPC_APPEND_PATH, RPC_PRE_VOTE_PATH, RPC_SNAPSHOT_PATH, RPC_TRANSFER_LEADER_PATH, RPC_VOTE_PATH};
 
-/// How long to wait for a TCP connection to a peer.
 pub const CONNECT_TIMEOUT_MS: u64 = 500;
-/// Idle keep-alive connections kept per peer.
 pub const POOL_IDLE_PER_PEER_MAX: usize = 4;
-/// How long an HTTP client of a node keeps an idle connection: well under the server's
-/// keep-alive timeout (`[http] header_read_timeout_ms`, 10 s by default), so a request
-/// never goes out on a connection the server is closing.
 pub const CLIENT_POOL_IDLE_MS: u64 = 5_000;
 
-/// The network factory: one shared HTTP client and the cluster secret.
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
@@ -46,8 +43,6 @@ pub struct HttpNetwork {
 }
 
 impl HttpNetwork {
-    /// `source_ip`: the local address outgoing connections bind to (multi-homed hosts);
-    /// `tls`: reach peers over HTTPS (see [`crate::tls`]).
     pub fn new(
         secret: &str,
         source_ip: Option<std::net::IpAddr>,
@@ -83,7 +78,6 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     }
 }
 
-/// One peer's connection handle.
 pub struct Peer {
     target: u64,
     base: String,
@@ -91,20 +85,40 @@ pub struct Peer {
     secret: Arc<str>,
 }
 
-type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
+/// A transport failure: the peer could not be reached (openraft backs off), or the
+/// exchange failed.
+enum Transport {
+    Unreachable(io::Error),
+    Network(io::Error),
+}
 
-fn network<E: StdError>(e: &(impl StdError + 'static)) -> RPCError<u64, BasicNode, E> {
-    RPCError::Network(NetworkError::new(e))
+impl<E: StdError> From<Transport> for RPCError<TypeConfig, E> {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            Transport::Network(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+impl From<Transport> for StreamingError<TypeConfig> {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::Unreachable(e) => StreamingError::Unreachable(Unreachable::new(&e)),
+            Transport::Network(e) => StreamingError::Network(NetworkError::new(&e)),
+        }
+    }
 }
 
 impl Peer {
-    async fn call<Req, Resp, E>(&self, path: &str, req: &Req, timeout: Duration) -> RpcResult<Resp, E>
+    /// One RPC: the peer's answer as it encoded it (the `Result` its Raft returned).
+    async fn call<Req, Answer>(&self, path: &str, req: &Req, timeout: Duration) -> Result<Answer, Transport>
     where
         Req: Serialize,
-        Resp: DeserializeOwned,
-        E: StdError + DeserializeOwned,
+        Answer: DeserializeOwned,
     {
-        let body = bincode::serde::encode_to_vec(req, bincode_config()).map_err(|e| network(&e))?;
+        let body = bincode::serde::encode_to_vec(req, bincode_config())
+            .map_err(|e| Transport::Network(io::Error::other(e)))?;
         let response = self
             .client
             .post(format!("{}{path}", self.base))
@@ -116,55 +130,113 @@ impl Peer {
             .await
             .map_err(|e| {
                 if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
+                    Transport::Unreachable(io::Error::other(e))
                 } else {
-                    network(&e)
+                    Transport::Network(io::Error::other(e))
                 }
             })?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            let e = io::Error::new(
+            return Err(Transport::Unreachable(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!("node {} refused our cluster secret", self.target),
-            );
-            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            )));
         }
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(network(&io::Error::other(format!(
+            return Err(Transport::Network(io::Error::other(format!(
                 "node {} answered {status}: {text}",
                 self.target
             ))));
         }
-        let bytes = response.bytes().await.map_err(|e| network(&e))?;
-        let result: Result<Resp, RaftError<u64, E>> =
-            crate::rpc::decode_rpc(&bytes).map_err(|e| network(&io::Error::other(e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Transport::Network(io::Error::other(e)))?;
+        crate::rpc::decode_rpc(&bytes).map_err(|e| Transport::Network(io::Error::other(e)))
+    }
+
+    /// An RPC whose answer is `Result<Resp, RaftError>`.
+    async fn raft_call<Req, Resp>(&self, path: &str, req: &Req, timeout: Duration) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let answer: Result<Resp, RaftError<TypeConfig>> = self.call(path, req, timeout).await?;
+        answer.map_err(|e| match e {
+            RaftError::Fatal(fatal) => RPCError::Network(NetworkError::new(&io::Error::other(format!(
+                "node {} stopped: {fatal}",
+                self.target
+            )))),
+            RaftError::APIError(never) => match never {},
+        })
     }
 }
 
-impl RaftNetwork<TypeConfig> for Peer {
+impl RaftNetworkV2<TypeConfig> for Peer {
+    type SnapshotData = Cursor<Vec<u8>>;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
-        self.call(RPC_APPEND_PATH, &rpc, option.hard_ttl()).await
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
-        self.call(RPC_SNAPSHOT_PATH, &rpc, option.hard_ttl()).await
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.raft_call(RPC_APPEND_PATH, &rpc, option.hard_ttl()).await
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<u64>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
-        self.call(RPC_VOTE_PATH, &rpc, option.hard_ttl()).await
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.raft_call(RPC_VOTE_PATH, &rpc, option.hard_ttl()).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.raft_call(RPC_PRE_VOTE_PATH, &rpc, option.hard_ttl()).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: gavel_storage::state_machine::Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let transfer: crate::rpc::SnapshotTransfer = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        let sending = self.call::<_, Result<SnapshotResponse<TypeConfig>, openraft::error::Fatal<TypeConfig>>>(
+            RPC_SNAPSHOT_PATH,
+            &transfer,
+            option.hard_ttl(),
+        );
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            answer = sending => match answer? {
+                Ok(response) => Ok(response),
+                Err(fatal) => Err(StreamingError::Network(NetworkError::new(&io::Error::other(format!(
+                    "node {} could not install the snapshot: {fatal}",
+                    self.target
+                ))))),
+            },
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let answer: Result<TransferLeaderResponse<TypeConfig>, openraft::error::Fatal<TypeConfig>> =
+            self.call(RPC_TRANSFER_LEADER_PATH, &req, option.hard_ttl()).await?;
+        answer.map_err(|fatal| {
+            RPCError::Network(NetworkError::new(&io::Error::other(format!(
+                "node {} could not take the leadership: {fatal}",
+                self.target
+            ))))
+        })
     }
 }

@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use gavel_storage::{bincode_config, TypeConfig};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest};
+use gavel_storage::{SnapshotMeta, Vote};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -24,16 +25,31 @@ use crate::{secret_matches, Raft};
 
 pub const RPC_APPEND_PATH: &str = "/raft/append";
 pub const RPC_VOTE_PATH: &str = "/raft/vote";
+pub const RPC_PRE_VOTE_PATH: &str = "/raft/pre-vote";
 pub const RPC_SNAPSHOT_PATH: &str = "/raft/snapshot";
-/// Largest RPC body accepted: a batch of entries or one snapshot chunk (3 MiB by default).
+pub const RPC_TRANSFER_LEADER_PATH: &str = "/raft/transfer-leader";
+/// Largest RPC body accepted, but for a snapshot: a batch of entries.
 pub const RPC_BODY_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Largest snapshot body: the largest snapshot file and its meta.
+pub const RPC_SNAPSHOT_BODY_MAX_BYTES: usize = gavel_storage::snapshot::SNAPSHOT_FILE_MAX_BYTES as usize + 64 * 1024;
+
+/// What `/raft/snapshot` carries: the leader's vote, the snapshot's meta, the whole file.
+pub type SnapshotTransfer = (Vote, SnapshotMeta, Vec<u8>);
 /// Most bytes decoding one RPC body (or answer) may allocate; see
 /// `gavel_storage::decode_limited`. Strings count once, containers transiently.
 pub const RPC_DECODE_MAX_BYTES: usize = 2 * RPC_BODY_MAX_BYTES;
+/// The same for a snapshot transfer, whose one large field is the file itself.
+pub const RPC_SNAPSHOT_DECODE_MAX_BYTES: usize = RPC_SNAPSHOT_BODY_MAX_BYTES + RPC_BODY_MAX_BYTES;
 
 /// Decodes an RPC body or answer (bincode, serde mode) within [`RPC_DECODE_MAX_BYTES`].
 pub fn decode_rpc<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     gavel_storage::decode_limited::<T, RPC_DECODE_MAX_BYTES>(bytes)
+        .map(|(value, _)| value)
+        .map_err(|e| e.to_string())
+}
+
+fn decode_snapshot_rpc<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    gavel_storage::decode_limited::<T, RPC_SNAPSHOT_DECODE_MAX_BYTES>(bytes)
         .map(|(value, _)| value)
         .map_err(|e| e.to_string())
 }
@@ -47,7 +63,7 @@ fn rpc_error(status: StatusCode, code: &str, message: String) -> Response {
         .into_response()
 }
 
-/// When this node last accepted an AppendEntries from a leader. openraft 0.9 restores
+/// When this node last accepted an AppendEntries from a leader. openraft restores
 /// `current_leader` from the stored vote at start, so "a leader is known" alone does not
 /// mean one is alive; readiness asks this instead.
 #[derive(Debug)]
@@ -94,12 +110,17 @@ pub fn router(raft: Raft, secret: Option<Arc<str>>, contact: Arc<LeaderContact>,
     Router::new()
         .route(RPC_APPEND_PATH, post(append))
         .route(RPC_VOTE_PATH, post(vote))
-        .route(RPC_SNAPSHOT_PATH, post(snapshot))
+        .route(RPC_PRE_VOTE_PATH, post(pre_vote))
+        .route(RPC_TRANSFER_LEADER_PATH, post(transfer_leader))
+        .layer(DefaultBodyLimit::max(RPC_BODY_MAX_BYTES))
+        .route(
+            RPC_SNAPSHOT_PATH,
+            post(snapshot).layer(DefaultBodyLimit::max(RPC_SNAPSHOT_BODY_MAX_BYTES)),
+        )
         .layer(middleware::from_fn_with_state(
             (secret, require_peer_cert),
             require_secret,
         ))
-        .layer(DefaultBodyLimit::max(RPC_BODY_MAX_BYTES))
         .with_state(RpcState { raft, contact })
 }
 
@@ -138,7 +159,15 @@ where
     Resp: Serialize,
     Fut: std::future::Future<Output = Resp>,
 {
-    let req = match decode_rpc(&body) {
+    handle_with(decode_rpc(&body), call).await
+}
+
+async fn handle_with<Req, Resp, Fut>(decoded: Result<Req, String>, call: impl FnOnce(Req) -> Fut) -> Response
+where
+    Resp: Serialize,
+    Fut: std::future::Future<Output = Resp>,
+{
+    let req = match decoded {
         Ok(req) => req,
         Err(e) => {
             return rpc_error(
@@ -170,37 +199,41 @@ async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
 }
 
 async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
-    handle(body, |req: VoteRequest<u64>| async move { s.raft.vote(req).await }).await
+    handle(
+        body,
+        |req: VoteRequest<TypeConfig>| async move { s.raft.vote(req).await },
+    )
+    .await
+}
+
+async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
+    handle(body, |req: VoteRequest<TypeConfig>| async move {
+        s.raft.pre_vote(req).await
+    })
+    .await
+}
+
+async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
+    handle(body, |req: TransferLeaderRequest<TypeConfig>| async move {
+        s.raft.handle_transfer_leader(req).await
+    })
+    .await
 }
 
 async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
-    handle(body, |req: InstallSnapshotRequest<TypeConfig>| async move {
-        // openraft writes a chunk at its offset into a buffer in memory: a chunk that
-        // would place bytes past the largest snapshot file is refused, not allocated.
-        let end = req.offset.checked_add(req.data.len() as u64);
-        if end.is_none_or(|end| end > gavel_storage::snapshot::SNAPSHOT_FILE_MAX_BYTES) {
-            tracing::warn!(
-                offset = req.offset,
-                "refused a snapshot chunk beyond the largest snapshot file"
-            );
-            return Err(openraft::error::RaftError::APIError(
-                openraft::error::InstallSnapshotError::SnapshotMismatch(openraft::error::SnapshotMismatch {
-                    expect: openraft::SnapshotSegmentId {
-                        id: req.meta.snapshot_id.clone(),
-                        offset: 0,
-                    },
-                    got: openraft::SnapshotSegmentId {
-                        id: req.meta.snapshot_id.clone(),
-                        offset: req.offset,
-                    },
-                }),
-            ));
-        }
-        let result = s.raft.install_snapshot(req).await;
-        if result.is_ok() {
-            s.contact.touch();
-        }
-        result
-    })
+    handle_with(
+        decode_snapshot_rpc(&body),
+        |(vote, meta, bytes): SnapshotTransfer| async move {
+            let snapshot = gavel_storage::state_machine::Snapshot {
+                meta,
+                snapshot: std::io::Cursor::new(bytes),
+            };
+            let result = s.raft.install_full_snapshot(vote, snapshot).await;
+            if result.is_ok() {
+                s.contact.touch();
+            }
+            result
+        },
+    )
     .await
 }

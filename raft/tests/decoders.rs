@@ -3,9 +3,10 @@
 //! Longer run: `PROPTEST_CASES=200000 cargo test --release -p gavel-raft --test decoders`.
 
 use gavel_raft::rpc::decode_rpc;
+use gavel_raft::rpc::SnapshotTransfer;
 use gavel_storage::{Command, Entry, Op, TypeConfig};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::{EntryPayload, Vote};
 use proptest::prelude::*;
 
 const HUGE_LEN: [u8; 9] = [253, 0, 0, 0, 0, 0, 0, 0, 0x40];
@@ -13,7 +14,7 @@ const HUGE_LEN: [u8; 9] = [253, 0, 0, 0, 0, 0, 0, 0, 0x40];
 fn append_request() -> Vec<u8> {
     let entries: Vec<Entry> = (1..=3)
         .map(|i| Entry {
-            log_id: LogId::new(CommittedLeaderId::new(2, 1), i),
+            log_id: gavel_storage::log_id(2, 1, i),
             payload: EntryPayload::Normal(Command::new(
                 i,
                 Op::PlaceBid {
@@ -27,7 +28,7 @@ fn append_request() -> Vec<u8> {
         .collect();
     let req = AppendEntriesRequest::<TypeConfig> {
         vote: Vote::new_committed(2, 1),
-        prev_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 0)),
+        prev_log_id: Some(gavel_storage::log_id(2, 1, 0)),
         entries,
         leader_commit: None,
     };
@@ -43,18 +44,18 @@ fn a_huge_length_prefix_anywhere_in_an_rpc_body_is_an_error() {
         bad.extend_from_slice(&HUGE_LEN);
         bad.extend_from_slice(&body[at..]);
         let _ = decode_rpc::<AppendEntriesRequest<TypeConfig>>(&bad);
-        let _ = decode_rpc::<InstallSnapshotRequest<TypeConfig>>(&bad);
+        let _ = decode_rpc::<SnapshotTransfer>(&bad);
     }
     assert!(decode_rpc::<String>(&HUGE_LEN).is_err());
-    assert!(decode_rpc::<InstallSnapshotRequest<TypeConfig>>(&HUGE_LEN).is_err());
+    assert!(decode_rpc::<SnapshotTransfer>(&HUGE_LEN).is_err());
 }
 
 proptest! {
     #[test]
     fn random_bytes_never_panic_the_rpc_decoder(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode_rpc::<AppendEntriesRequest<TypeConfig>>(&bytes);
-        let _ = decode_rpc::<VoteRequest<u64>>(&bytes);
-        let _ = decode_rpc::<InstallSnapshotRequest<TypeConfig>>(&bytes);
+        let _ = decode_rpc::<VoteRequest<TypeConfig>>(&bytes);
+        let _ = decode_rpc::<SnapshotTransfer>(&bytes);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use gavel_storage::{Command, Entry, LogStore, LogStoreOptions, Op};
-use openraft::{CommittedLeaderId, EntryPayload, LogId};
+use openraft::EntryPayload;
 
 fn entry(index: u64) -> Entry {
     let op = Op::PlaceBid {
@@ -18,7 +18,7 @@ fn entry(index: u64) -> Entry {
         max_amount: None,
     };
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: gavel_storage::log_id(1, 1, index),
         payload: EntryPayload::Normal(Command::new(1_700_000_000_000 + index, op).with_key(&format!("key-{index}"))),
     }
 }

@@ -5,8 +5,6 @@
 //! carry an idempotency key: a retry with the same key and the same operation returns the
 //! first response and changes nothing.
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 use crate::book::accounts::{Account, Caller, Signed, TokenHash};
@@ -21,7 +19,6 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = u64,
         Node = openraft::BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
 );
 
 /// One log entry's application payload.
@@ -38,6 +35,14 @@ pub struct Command {
     /// A signed request's nonce, signature and body (signed bids).
     pub signed: Option<Signed>,
     pub op: Op,
+}
+
+/// What openraft logs of an entry: the operation's name and its time, never its fields
+/// (they may hold a proxy maximum or a sealed amount).
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.op.name(), self.ts_ms)
+    }
 }
 
 impl Command {

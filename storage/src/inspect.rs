@@ -300,7 +300,7 @@ pub fn inspect_snapshot(path: &Path) -> Result<SnapshotReport> {
         term: id.map(|i| i.leader_id.term).unwrap_or(0),
         index: id.map(|i| i.index).unwrap_or(0),
         leader: id.map(|i| i.leader_id.node_id).unwrap_or(0),
-        snapshot_id: file.meta.snapshot_id.clone(),
+        snapshot_id: file.snapshot_id.clone(),
         voters: membership.voter_ids().collect(),
         learners: membership.learner_ids().collect(),
         nodes: membership.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),

@@ -28,12 +28,24 @@ pub use state_machine::StateMachineStore;
 pub use types::*;
 
 /// openraft's log entry for [`TypeConfig`].
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
-pub type StorageError = openraft::StorageError<NodeId>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type Membership = openraft::Membership<NodeId, openraft::BasicNode>;
+pub type EntryPayload = openraft::alias::EntryPayloadOf<TypeConfig>;
+pub type StorageError = openraft::StorageError<TypeConfig>;
+/// openraft's leader id as log ids carry it (term and node).
+pub type CommittedLeaderId = openraft::alias::CommittedLeaderIdOf<TypeConfig>;
+
+/// The id of entry `index`, proposed in `term` by node `leader`.
+pub fn log_id(term: u64, leader: NodeId, index: u64) -> LogId {
+    LogId {
+        leader_id: CommittedLeaderId { term, node_id: leader },
+        index,
+    }
+}
 
 /// bincode 2 configuration used for every on-disk and in-hash encoding: little-endian,
 /// variable-length integers. Changing it changes the on-disk format version.

@@ -9,10 +9,18 @@
 //! Durability. Every write that openraft must find after a crash — `append`,
 //! `save_vote`, `truncate`, `purge` — is followed by one `Db::flush` (sled writes its
 //! page buffers out with `sync_file_range`) and then, unless disabled, one `fdatasync` of
-//! sled's data file. `save_committed` rides on the next flush (see there). `sync_file_range` alone survives a process crash but neither flushes
-//! file metadata nor the disk's write cache, so without the `fsync` a power loss could
-//! lose acknowledged entries or a vote. `append` writes the whole batch, makes it durable
-//! once, then calls openraft's callback: one flush per batch is what makes it fast.
+//! sled's data file. `save_committed` rides on the next flush (see there).
+//! `sync_file_range` alone survives a process crash but neither flushes file metadata nor
+//! the disk's write cache, so without the `fsync` a power loss could lose acknowledged
+//! entries or a vote.
+//!
+//! `append` does not wait for the disk. It writes the batch into sled (memory) and hands
+//! openraft's callback to the flusher, a thread of its own that takes every callback
+//! waiting, makes everything written so far durable with one flush + fdatasync, and then
+//! reports each callback in submission order. openraft 0.10 replicates an entry as soon as
+//! `append` returns, so the leader's fsync overlaps the followers' instead of preceding
+//! them; an entry still counts toward a quorum only once its callback reported it durable.
+//! Concurrent appends share one fsync: that coalescing is what makes it fast.
 //!
 //! Power loss. sled writes a page larger than a quarter of its segment size to a file of
 //! its own under `blobs/`, which it never fsyncs; after a power cut that file is empty
@@ -37,14 +45,14 @@ use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, RaftLogReader, StorageIOError};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::RaftLogReader;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{decode_record, encode_record};
 use crate::error::IoContext;
-use crate::{Entry, Error, LogId, Result, StorageError, TypeConfig, Vote};
+use crate::{Entry, Error, LogId, Result, TypeConfig, Vote};
 
 pub const LOG_TREE: &str = "log";
 pub const META_TREE: &str = "meta";
@@ -112,7 +120,13 @@ struct Inner {
     /// page-table snapshot into place without a directory fsync; a flush that sees the
     /// names changed fsyncs the directory.
     synced_names: std::sync::Mutex<std::collections::BTreeSet<std::ffi::OsString>>,
+    /// Callbacks waiting for the next flush (see the module docs). Dropping the store
+    /// closes it, and the flusher thread ends.
+    flusher: std::sync::mpsc::Sender<Flushed>,
 }
+
+/// What the flusher reports to once every write submitted before it is durable.
+pub type Flushed = Box<dyn FnOnce(io::Result<()>) + Send>;
 
 impl Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,6 +194,7 @@ impl LogStore {
         } else {
             None
         };
+        let (flusher, waiting) = std::sync::mpsc::channel();
         let store = LogStore {
             inner: Arc::new(Inner {
                 dir,
@@ -190,8 +205,14 @@ impl LogStore {
                 synced_blobs: Default::default(),
                 synced_names: Default::default(),
                 disk_full: Default::default(),
+                flusher,
             }),
         };
+        let weak = Arc::downgrade(&store.inner);
+        std::thread::Builder::new()
+            .name("gavel-log-flush".into())
+            .spawn(move || run_flusher(weak, waiting))
+            .map_err(|e| Error::io(store.dir(), e))?;
         if options.fsync {
             store.inner.sync_blobs()?;
             store.inner.sync_dir_if_changed()?;
@@ -217,27 +238,29 @@ impl LogStore {
     /// Passes `result` on; a disk-full error is remembered and logged once with what to do.
     fn watch<T>(&self, result: Result<T>) -> Result<T> {
         if let Err(e) = &result {
-            if e.is_disk_full() && !self.inner.disk_full.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                tracing::error!(
-                    dir = %self.inner.dir.display(),
-                    error = %e,
-                    "the disk holding the Raft log is full. Raft on this node stops and writes are \
-                     refused with 507 insufficient_storage; everything acknowledged is on disk. Free \
-                     space (or grow the volume), then restart the node"
-                );
+            if e.is_disk_full() {
+                self.inner.note_disk_full(e);
             }
         }
         result
     }
 
     /// Appends entries in one atomic batch and makes them durable with one flush (+fsync).
-    /// This is the body of openraft's `append`; public so benchmarks can drive it.
+    /// Public so benchmarks can drive it.
     pub async fn append_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<usize> {
-        let result = self.append_entries_unwatched(entries).await;
+        let n = self.write_entries(entries)?;
+        self.sync().await?;
+        Ok(n)
+    }
+
+    /// Writes entries in one atomic batch, not yet durable: [`LogStore::when_durable`]
+    /// says when they are.
+    pub fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<usize> {
+        let result = self.write_entries_unwatched(entries);
         self.watch(result)
     }
 
-    async fn append_entries_unwatched(&self, entries: impl IntoIterator<Item = Entry>) -> Result<usize> {
+    fn write_entries_unwatched(&self, entries: impl IntoIterator<Item = Entry>) -> Result<usize> {
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for entry in entries {
@@ -253,8 +276,15 @@ impl LogStore {
             n += 1;
         }
         self.inner.log.apply_batch(batch)?;
-        self.sync().await?;
         Ok(n)
+    }
+
+    /// Calls `done` from the flusher thread once every write made before this call is
+    /// durable (or with the error that stopped it). Calls come back in submission order.
+    pub fn when_durable(&self, done: Flushed) {
+        if let Err(std::sync::mpsc::SendError(done)) = self.inner.flusher.send(done) {
+            done(Err(io::Error::other("the log store is closed")));
+        }
     }
 
     /// Makes every write so far durable: sled flush, then fsync of its data file.
@@ -423,6 +453,18 @@ impl LogStore {
 }
 
 impl Inner {
+    fn note_disk_full(&self, e: &Error) {
+        if !self.disk_full.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!(
+                dir = %self.dir.display(),
+                error = %e,
+                "the disk holding the Raft log is full. Raft on this node stops and writes are \
+                 refused with 507 insufficient_storage; everything acknowledged is on disk. Free \
+                 space (or grow the volume), then restart the node"
+            );
+        }
+    }
+
     fn sync_blocking(&self) -> Result<()> {
         self.db.flush()?;
         if let Some(file) = &self.data_file {
@@ -487,6 +529,31 @@ impl Inner {
     }
 }
 
+/// The flusher thread: waits for a callback, takes every other one already waiting, makes
+/// all writes so far durable once, then reports to each in order. Ends when the store is
+/// dropped.
+fn run_flusher(store: std::sync::Weak<Inner>, waiting: std::sync::mpsc::Receiver<Flushed>) {
+    while let Ok(first) = waiting.recv() {
+        let mut batch = vec![first];
+        batch.extend(waiting.try_iter());
+        let result = match store.upgrade() {
+            Some(inner) => inner.sync_blocking().map_err(|e| {
+                if e.is_disk_full() {
+                    inner.note_disk_full(&e);
+                }
+                io::Error::other(e.to_string())
+            }),
+            None => Err(io::Error::other("the log store is closed")),
+        };
+        for done in batch {
+            done(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            });
+        }
+    }
+}
+
 /// The segment size recorded in sled's `conf` file, if it is there and readable (sled
 /// rewrites an empty or damaged `conf` with the configured size).
 fn stored_segment_size(dir: &Path) -> Option<usize> {
@@ -524,30 +591,37 @@ pub(crate) fn catch_sled_panic<T>(dir: &Path, f: impl FnOnce() -> T) -> Result<T
     })
 }
 
-fn read_err(e: Error) -> StorageError {
-    StorageIOError::read_logs(AnyError::new(&e)).into()
-}
-
-fn write_err(e: Error) -> StorageError {
-    StorageIOError::write_logs(AnyError::new(&e)).into()
+/// openraft's storage traits speak `io::Error`: keep the kind, and our message (which
+/// names the file or record).
+fn io_err(e: Error) -> io::Error {
+    let kind = match &e {
+        Error::Io { source, .. } => source.kind(),
+        Error::Sled(sled::Error::Io(source)) => source.kind(),
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e.to_string())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
-        self.read_entries(range).map_err(read_err)
+    ) -> io::Result<Vec<Entry>> {
+        self.read_entries(range).map_err(io_err)
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        LogStore::read_vote(self).map_err(io_err)
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged = self.read_last_purged().map_err(read_err)?;
-        let (_, last) = self.first_and_last().map_err(read_err)?;
-        let last_log_id = last.map(|e| e.log_id).or(last_purged);
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let last_purged = self.read_last_purged().map_err(io_err)?;
+        let (_, last) = self.first_and_last().map_err(io_err)?;
+        let last_log_id = last.map(|e| e.log_id).or(last_purged.clone());
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id,
@@ -558,70 +632,55 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let result = async {
-            self.write_meta(META_VOTE, vote)?;
-            self.sync().await
-        };
-        result
-            .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        self.write_meta(META_VOTE, vote).map_err(io_err)?;
+        self.sync().await.map_err(io_err)
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        // Handed to openraft as not committed. openraft 0.9 restores a node whose stored
-        // vote is its own committed leadership straight into the leader state, in the same
-        // term and without a new noop entry, so its read index would be the persisted
-        // commit index, which may be behind what it acknowledged before the crash. With
-        // the vote uncommitted, a restarted node rejoins as a follower and any leader is
-        // elected afresh, in a new term, and commits a noop before it serves reads. The
-        // term and who was voted for — what Raft's safety needs — are kept.
-        let vote = LogStore::read_vote(self).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)))?;
-        Ok(vote.map(|v| Vote { committed: false, ..v }))
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        // Not flushed here: the next flush carries it. openraft only uses it to re-apply
+        // committed entries at start-up, and a stale value is safe there: the entries are
+        // re-committed by the leader. Reads never depend on it, because a restarted node
+        // never resumes leadership without an election (`enable_leader_restore` is off).
+        self.write_meta(META_COMMITTED, &committed).map_err(io_err)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not flushed here: the next append's flush (or any other) carries it. openraft
-        // only uses it to re-apply committed entries at start-up, and a stale value is
-        // safe there: the entries are re-committed by the leader. Reads never depend on
-        // it, because a restarted node never resumes leadership (see `read_vote`).
-        self.write_meta(META_COMMITTED, &committed).map_err(write_err)
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        LogStore::read_committed(self).map_err(io_err)
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        LogStore::read_committed(self).map_err(read_err)
-    }
-
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        match self.append_entries(entries).await {
+        match self.write_entries(entries) {
             Ok(_) => {
-                callback.log_io_completed(Ok(()));
+                self.when_durable(Box::new(move |result| callback.io_completed(result)));
                 Ok(())
             }
             Err(e) => {
-                callback.log_io_completed(Err(io::Error::other(e.to_string())));
-                Err(write_err(e))
+                let e = io_err(e);
+                callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
+                Err(e)
             }
         }
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
         let result = async {
             let mut batch = sled::Batch::default();
-            for k in self.inner.log.range(key(log_id.index)..).keys() {
+            for k in self.inner.log.range(key(from)..).keys() {
                 batch.remove(k?);
             }
             self.inner.log.apply_batch(batch)?;
             self.sync().await
         };
-        result.await.map_err(write_err)
+        result.await.map_err(io_err)
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         let result = async {
             // Persist the new purge point first: a crash between the two steps leaves
             // entries below it that get_log_state simply does not report.
@@ -634,6 +693,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.inner.log.apply_batch(batch)?;
             self.sync().await
         };
-        result.await.map_err(write_err)
+        result.await.map_err(io_err)
     }
 }

@@ -52,6 +52,8 @@ const FIXED_AFTER_META: usize = 16;
 pub struct SnapshotFile {
     pub version: u16,
     pub meta: SnapshotMeta,
+    /// `<term>-<index>` of the last entry it holds, as written in the file.
+    pub snapshot_id: String,
     pub payload_crc: u32,
     pub header_crc: u32,
     /// Offset of the payload within the file's bytes.
@@ -66,6 +68,25 @@ impl SnapshotFile {
 }
 
 /// Encodes a whole snapshot file.
+/// The meta as the file stores it: openraft's snapshot meta and a snapshot id (openraft
+/// 0.9 kept the id in its meta; the bytes are unchanged since).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredMeta {
+    last_log_id: Option<crate::LogId>,
+    last_membership: crate::StoredMembership,
+    snapshot_id: String,
+}
+
+/// `<term>-<index>` of the last entry a snapshot holds (`0-0` for none).
+pub fn snapshot_id(meta: &SnapshotMeta) -> String {
+    let (term, index) = meta
+        .last_log_id
+        .as_ref()
+        .map(|id| (id.leader_id.term, id.index))
+        .unwrap_or((0, 0));
+    format!("{term}-{index}")
+}
+
 pub fn encode_snapshot(meta: &SnapshotMeta, payload: &[u8]) -> Result<Vec<u8>> {
     if payload.len() > SNAPSHOT_PAYLOAD_MAX_BYTES {
         return Err(Error::InvalidInput(format!(
@@ -73,7 +94,12 @@ pub fn encode_snapshot(meta: &SnapshotMeta, payload: &[u8]) -> Result<Vec<u8>> {
             payload.len()
         )));
     }
-    let meta_bytes = bincode::serde::encode_to_vec(meta, bincode_config())?;
+    let stored = StoredMeta {
+        last_log_id: meta.last_log_id.clone(),
+        last_membership: meta.last_membership.clone(),
+        snapshot_id: snapshot_id(meta),
+    };
+    let meta_bytes = bincode::serde::encode_to_vec(&stored, bincode_config())?;
     let meta_len =
         u32::try_from(meta_bytes.len()).map_err(|_| Error::InvalidInput("snapshot meta too large".into()))?;
     let mut out = Vec::with_capacity(FIXED_BEFORE_META + meta_bytes.len() + FIXED_AFTER_META + payload.len());
@@ -127,7 +153,11 @@ pub fn decode_snapshot(bytes: &[u8], what: &str) -> Result<SnapshotFile> {
         )));
     }
     let meta_end = FIXED_BEFORE_META + meta_len;
-    let meta: SnapshotMeta = decode_exact(&bytes[FIXED_BEFORE_META..meta_end], &|| format!("snapshot {what} meta"))?;
+    let stored: StoredMeta = decode_exact(&bytes[FIXED_BEFORE_META..meta_end], &|| format!("snapshot {what} meta"))?;
+    let meta = SnapshotMeta {
+        last_log_id: stored.last_log_id,
+        last_membership: stored.last_membership,
+    };
     let payload_len = u64::from_le_bytes(bytes[meta_end..meta_end + 8].try_into().expect("8 bytes"));
     if payload_len > SNAPSHOT_PAYLOAD_MAX_BYTES as u64 {
         return Err(corrupt(format!(
@@ -157,6 +187,7 @@ pub fn decode_snapshot(bytes: &[u8], what: &str) -> Result<SnapshotFile> {
     Ok(SnapshotFile {
         version,
         meta,
+        snapshot_id: stored.snapshot_id,
         payload_crc,
         header_crc,
         payload_offset: header_end,
@@ -321,13 +352,11 @@ impl SnapshotDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::{CommittedLeaderId, LogId};
 
     fn meta(term: u64, index: u64) -> SnapshotMeta {
         SnapshotMeta {
-            last_log_id: Some(LogId::new(CommittedLeaderId::new(term, 1), index)),
+            last_log_id: Some(crate::log_id(term, 1, index)),
             last_membership: Default::default(),
-            snapshot_id: format!("{term}-{index}"),
         }
     }
 

@@ -12,14 +12,16 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError};
+use futures_util::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
 
 use crate::snapshot::{decode_snapshot, encode_snapshot, SnapshotDir};
 use crate::AuctionEvent;
-use crate::{
-    AuctionBook, Entry, Error, LogId, Response, Result, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
+use crate::{AuctionBook, Entry, Error, LogId, Response, Result, SnapshotMeta, StoredMembership, TypeConfig};
+
+/// A snapshot as openraft passes it around: the whole file in memory.
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Cursor<Vec<u8>>>;
 
 /// What the state machine has applied.
 #[derive(Debug, Clone, Default)]
@@ -45,8 +47,12 @@ pub struct StateMachineStore {
     events: tokio::sync::broadcast::Sender<AuctionEvent>,
 }
 
-fn snapshot_err(e: Error) -> StorageError {
-    StorageIOError::new(ErrorSubject::Snapshot(None), ErrorVerb::Write, AnyError::new(&e)).into()
+fn snapshot_err(e: Error) -> std::io::Error {
+    let kind = match &e {
+        Error::Io { source, .. } => source.kind(),
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, e.to_string())
 }
 
 impl StateMachineStore {
@@ -142,14 +148,9 @@ impl StateMachineStore {
     pub async fn build(&self) -> Result<(SnapshotMeta, Vec<u8>)> {
         let (book, meta) = {
             let state = self.read();
-            let (term, index) = state
-                .last_applied
-                .map(|id| (id.leader_id.term, id.index))
-                .unwrap_or((0, 0));
             let meta = SnapshotMeta {
                 last_log_id: state.last_applied,
                 last_membership: state.last_membership.clone(),
-                snapshot_id: format!("{term}-{index}"),
             };
             (state.book.clone(), meta)
         };
@@ -168,7 +169,10 @@ impl StateMachineStore {
 
     /// Replaces the state with a snapshot file's bytes received from the leader.
     pub async fn install(&self, meta: &SnapshotMeta, bytes: Vec<u8>) -> Result<()> {
-        let file = decode_snapshot(&bytes, &format!("received from the leader ({})", meta.snapshot_id))?;
+        let file = decode_snapshot(
+            &bytes,
+            &format!("received from the leader ({})", crate::snapshot::snapshot_id(meta)),
+        )?;
         if file.meta.last_log_id != meta.last_log_id {
             return Err(Error::corrupt(
                 "received snapshot",
@@ -209,58 +213,58 @@ impl StateMachineStore {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> std::io::Result<Snapshot> {
         let (meta, bytes) = self.build().await.map_err(snapshot_err)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Cursor::new(bytes),
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = Cursor<Vec<u8>>;
     type SnapshotBuilder = StateMachineStore;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> std::io::Result<(Option<LogId>, StoredMembership)> {
         let state = self.read();
-        Ok((state.last_applied, state.last_membership.clone()))
+        Ok((state.last_applied.clone(), state.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> std::io::Result<()>
     where
-        I: IntoIterator<Item = Entry> + Send,
-        I::IntoIter: Send,
+        Strm: Stream<Item = std::io::Result<EntryResponder<TypeConfig>>> + Unpin + Send,
     {
-        Ok(self.apply_entries(entries))
+        // Everything openraft hands over at once is applied under one write lock.
+        let mut batch = Vec::new();
+        while let Some(item) = entries.next().await {
+            batch.push(item?);
+        }
+        let (entries, responders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let responses = self.apply_entries(entries);
+        for (responder, response) in responders.into_iter().zip(responses) {
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Cursor<Vec<u8>>) -> std::io::Result<()> {
         self.install(meta, snapshot.into_inner()).await.map_err(snapshot_err)
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let current = self.current().map_err(|e| {
-            StorageError::from(StorageIOError::new(
-                ErrorSubject::Snapshot(None),
-                ErrorVerb::Read,
-                AnyError::new(&e),
-            ))
-        })?;
+    async fn get_current_snapshot(&mut self) -> std::io::Result<Option<Snapshot>> {
+        let current = self.current().map_err(snapshot_err)?;
         Ok(current.map(|(meta, bytes)| Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Cursor::new(bytes),
         }))
     }
 }

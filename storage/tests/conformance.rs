@@ -2,7 +2,7 @@
 //! state machine, each test on a fresh temporary data dir.
 
 use gavel_storage::{LogStore, LogStoreOptions, StateMachineStore, StorageError, TypeConfig};
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
 use tempfile::TempDir;
 
 struct Builder;
@@ -18,5 +18,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
 
 #[test]
 fn openraft_storage_suite() {
-    Suite::test_all(Builder).expect("openraft storage suite");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime
+        .block_on(Suite::test_all(Builder))
+        .expect("openraft storage suite");
 }

@@ -9,7 +9,7 @@
 use gavel_storage::codec::{decode_record, encode_record};
 use gavel_storage::snapshot::{decode_snapshot, encode_snapshot};
 use gavel_storage::{AuctionBook, AuctionSpec, Command, Entry, IncrementRule, Op, SnapshotMeta};
-use openraft::{CommittedLeaderId, EntryPayload, LogId};
+use openraft::EntryPayload;
 use proptest::prelude::*;
 
 /// bincode varint prefix of a u64 (253), then 2^62 little-endian.
@@ -44,7 +44,7 @@ fn sample_entry() -> Entry {
         ),
     ];
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(3, 1), 42),
+        log_id: gavel_storage::log_id(3, 1, 42),
         payload: EntryPayload::Normal(Command::new(7, Op::Batch(batch))),
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use gavel_storage::log_store::{ENTRY_BYTES_MAX, SLED_BLOBS_DIR};
 use gavel_storage::{Command, Entry, Error, LogStore, LogStoreOptions, Op};
-use openraft::{CommittedLeaderId, EntryPayload, LogId};
+use openraft::EntryPayload;
 
 /// sled's default segment size, which Gavel used before it chose its own.
 const SLED_DEFAULT_SEGMENT_BYTES: usize = 512 * 1024;
@@ -15,7 +15,7 @@ const SLED_DEFAULT_SEGMENT_BYTES: usize = 512 * 1024;
 /// An entry whose encoding is close to `bytes` (a bid with a long bidder name).
 fn big_entry(index: u64, bytes: usize) -> Entry {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: gavel_storage::log_id(1, 1, index),
         payload: EntryPayload::Normal(Command::new(
             index,
             Op::PlaceBid {

@@ -3,6 +3,7 @@
 //! a snapshot; a snapshot installed elsewhere reproduces the state; corrupted and torn
 //! log records are reported with their index.
 
+use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
@@ -12,12 +13,9 @@ use std::time::{Duration, Instant};
 use gavel_storage::{
     AuctionSpec, Command, IncrementRule, LogStore, LogStoreOptions, Op, Response, StateMachineStore, TypeConfig,
 };
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
-};
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 
@@ -27,8 +25,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A network for a one-node cluster: there is never anyone to talk to.
 struct NoNetwork;
 
-fn unreachable<E: std::error::Error>() -> RPCError<u64, BasicNode, E> {
-    RPCError::Unreachable(Unreachable::new(&io::Error::other("single-node test cluster")))
+fn unreachable() -> Unreachable<TypeConfig> {
+    Unreachable::new(&io::Error::other("single-node test cluster"))
 }
 
 impl RaftNetworkFactory<TypeConfig> for NoNetwork {
@@ -38,32 +36,36 @@ impl RaftNetworkFactory<TypeConfig> for NoNetwork {
     }
 }
 
-impl RaftNetwork<TypeConfig> for NoNetwork {
+impl RaftNetworkV2<TypeConfig> for NoNetwork {
+    type SnapshotData = std::io::Cursor<Vec<u8>>;
+
     async fn append_entries(
         &mut self,
         _rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        Err(unreachable())
-    }
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
-        Err(unreachable())
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Err(RPCError::Unreachable(unreachable()))
     }
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<u64>,
+        _rpc: VoteRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        Err(unreachable())
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Err(RPCError::Unreachable(unreachable()))
+    }
+    async fn full_snapshot(
+        &mut self,
+        _vote: gavel_storage::Vote,
+        _snapshot: gavel_storage::state_machine::Snapshot,
+        _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        Err(StreamingError::Unreachable(unreachable()))
     }
 }
 
 struct Node {
-    raft: Raft<TypeConfig>,
+    raft: Raft<TypeConfig, StateMachineStore>,
     sm: StateMachineStore,
 }
 
@@ -213,7 +215,7 @@ async fn reopen_after_snapshot_and_purge_gives_identical_state() {
         )
         .await;
     }
-    let applied = node.raft.metrics().borrow().last_applied.unwrap();
+    let applied = node.raft.metrics().borrow_watched().last_applied.unwrap();
     let hash_before = node.sm.state_hash();
     assert!(applied.index > snap_index);
 
@@ -231,7 +233,7 @@ async fn reopen_after_snapshot_and_purge_gives_identical_state() {
     assert_eq!(book_price, 3_900, "last bid survives");
 
     eprintln!("phase: the log below the snapshot stays purged; a new write still works");
-    let purged = node.raft.metrics().borrow().purged;
+    let purged = node.raft.metrics().borrow_watched().purged;
     assert!(purged.expect("purge point persisted").index >= snap_index);
     assert!(matches!(
         bid(&node, T0 + 100, "cat", 10_000).await,
@@ -240,7 +242,7 @@ async fn reopen_after_snapshot_and_purge_gives_identical_state() {
 
     eprintln!("phase: installing this node's snapshot into an empty state machine reproduces its state");
     node.raft.trigger().snapshot().await.unwrap();
-    let last = node.raft.metrics().borrow().last_applied;
+    let last = node.raft.metrics().borrow_watched().last_applied;
     let last = last.unwrap().index;
     node.raft
         .wait(Some(WAIT))
@@ -259,7 +261,7 @@ async fn reopen_after_snapshot_and_purge_gives_identical_state() {
 fn entries(n: u64) -> Vec<gavel_storage::Entry> {
     (1..=n)
         .map(|i| gavel_storage::Entry {
-            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
+            log_id: gavel_storage::log_id(1, 1, i),
             payload: openraft::EntryPayload::Normal(Command::new(T0 + i, Op::OpenAuction { auction_id: i })),
         })
         .collect()
