@@ -212,7 +212,7 @@ impl Default for Config {
             source_ip: None,
             join: None,
             max_auctions: 10_000,
-            worker_grace_ms: 3_000,
+            worker_grace_ms: 1_000,
             udp_broadcast: None,
             cluster_secret: None,
             cluster_name: "gavel".into(),

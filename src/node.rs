@@ -7,8 +7,9 @@
 //! - not empty: resume; membership comes from the log, `--join` is ignored, and nothing
 //!   is ever re-bootstrapped.
 //!
-//! SIGTERM/SIGINT: stop accepting connections, finish in-flight requests, stop Raft,
-//! flush the log, exit 0.
+//! SIGTERM/SIGINT: a leader first hands its leadership to the most up-to-date voter
+//! (so writes go on without an election timeout), then the node stops accepting
+//! connections, finishes in-flight requests, stops Raft, flushes the log, exits 0.
 
 use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::BTreeMap;
@@ -378,7 +379,9 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     let limits = config.http.to_server_limits();
     let connections = state.connections.clone();
     let app = gavel_api::router(state);
-    let mut server_stop = stop.clone();
+    // The server drains only after a leader has handed its leadership over: until then
+    // it still answers the node RPCs of the transfer and takes writes.
+    let (drain, mut server_stop) = watch::channel(false);
     let server_tls = tls.as_ref().map(|t| t.server.clone());
     let server = tokio::spawn(gavel_api::serve(
         listener,
@@ -403,6 +406,9 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     }
 
     let _ = stop.wait_for(|s| *s).await;
+    let timings = &config.raft;
+    gavel_raft::cluster::hand_off_leadership(&raft, Duration::from_millis(timings.election_timeout_max_ms)).await;
+    let _ = drain.send(true);
     match server.await {
         Ok(Ok(())) => tracing::info!("HTTP server drained"),
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),

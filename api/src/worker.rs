@@ -38,9 +38,9 @@ use crate::json::now_ms;
 use crate::state::AppState;
 use crate::udp::{EventFrame, Push};
 
-pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
+pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
 pub const WORKER_TICK_MS: u64 = 20;
-pub const RECONCILE_INTERVAL_MS: u64 = 250;
+pub const RECONCILE_INTERVAL_MS: u64 = 100;
 /// Reassignments proposed per reconcile round.
 pub const REASSIGN_PER_ROUND_MAX: usize = 256;
 pub const HEARTBEAT_PATH: &str = "/v1/internal/heartbeat";

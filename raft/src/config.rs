@@ -2,14 +2,22 @@
 //!
 //! Gavel targets small machines that also run load generators and other nodes: on the
 //! 2-core development machine a follower's fsync p99 reaches a few milliseconds and, with
-//! both cores busy, scheduling stalls of tens of milliseconds happen. In openraft 0.9 an
-//! AppendEntries RPC times out after `heartbeat_interval`, so the heartbeat must stay far
-//! above a follower's fsync + network time under load: 200 ms. The election timeout is
-//! drawn once per process (0.9), so two survivors can split votes again and again unless
-//! the range is wide: 800–2400 ms, at least 4× the heartbeat. Failover therefore takes
-//! roughly 1–5 s. Snapshot chunks get 10 s (the 200 ms default fails for large state on
-//! a busy machine). A snapshot is taken every 10 000 entries and 1 000 entries are kept
-//! behind it, so a briefly lagging follower catches up from the log, not a snapshot.
+//! both cores busy, scheduling stalls of tens of milliseconds happen.
+//!
+//! - An AppendEntries RPC times out after `heartbeat_interval`, so the heartbeat stays
+//!   well above a follower's fsync + network time under load: 100 ms.
+//! - Failover. A follower that heard from a leader refuses votes (and pre-votes) for
+//!   `election_timeout_max` after that (the leader lease); a follower's election timer
+//!   fires after a random `election_timeout_min..max`, drawn afresh each time (0.10). So
+//!   after a leader dies, the first candidate whose timer fires past the lease wins: about
+//!   `max + rand(min..max)/2`, 0.5–0.9 s with 250–500 ms.
+//! - Pre-vote is on: a follower that lost the leader only on its own (a stall, a
+//!   partition) asks before it raises its term, and the others, who still hear the
+//!   leader, refuse. A stall of one node therefore costs no leader change; only a leader
+//!   silent for the whole lease towards a majority does.
+//! - Snapshots go whole and get 10 s (the 200 ms default fails for large state on a busy
+//!   machine). A snapshot is taken every 10 000 entries and 1 000 entries are kept behind
+//!   it, so a briefly lagging follower catches up from the log, not a snapshot.
 
 use std::sync::Arc;
 
@@ -43,9 +51,9 @@ pub struct RaftTimings {
 impl Default for RaftTimings {
     fn default() -> Self {
         RaftTimings {
-            heartbeat_interval_ms: 200,
-            election_timeout_min_ms: 800,
-            election_timeout_max_ms: 2400,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 500,
             install_snapshot_timeout_ms: 10_000,
             snapshot_every_entries: 10_000,
             keep_behind_snapshot_entries: 1_000,

@@ -621,7 +621,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged = self.read_last_purged().map_err(io_err)?;
         let (_, last) = self.first_and_last().map_err(io_err)?;
-        let last_log_id = last.map(|e| e.log_id).or(last_purged.clone());
+        let last_log_id = last.map(|e| e.log_id).or(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id,

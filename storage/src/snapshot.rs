@@ -95,7 +95,7 @@ pub fn encode_snapshot(meta: &SnapshotMeta, payload: &[u8]) -> Result<Vec<u8>> {
         )));
     }
     let stored = StoredMeta {
-        last_log_id: meta.last_log_id.clone(),
+        last_log_id: meta.last_log_id,
         last_membership: meta.last_membership.clone(),
         snapshot_id: snapshot_id(meta),
     };

@@ -230,7 +230,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(&mut self) -> std::io::Result<(Option<LogId>, StoredMembership)> {
         let state = self.read();
-        Ok((state.last_applied.clone(), state.last_membership.clone()))
+        Ok((state.last_applied, state.last_membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> std::io::Result<()>
