@@ -3,7 +3,7 @@
 #
 #   bench/compare.sh [--duration-secs N] [--clients "1 16 64"] [--auctions "1 1000"]
 #                    [--systems "gavel etcd redis"] [--strategy mix] [--repeat N]
-#                    [--route leader|spread] [--out DIR]
+#                    [--route leader|spread] [--etcd-api grpc|gateway] [--out DIR]
 #
 # Starts a 3-node Gavel cluster (deploy/local-cluster.sh, fsync on), a 3-member etcd
 # cluster (Debian's etcd-server; fsyncs its WAL) and one Redis (appendonly, appendfsync
@@ -12,6 +12,9 @@
 # cell's median), writes DIR/runs/*.json, and puts them side by side in DIR/results.md
 # and DIR/results.json. Every process it starts it stops
 # by PID, also on failure. Default DIR: ./bench-results/<time>.
+# etcd is driven through its gRPC API, as its own clients drive it; `--etcd-api gateway`
+# uses its JSON gateway instead (HTTP/1.1 + JSON, 3-4x slower: not how etcd is used).
+# gRPC needs a gavel built with `cargo build --release --features etcd-grpc` (protoc).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +26,7 @@ systems="gavel etcd redis"
 strategy=mix
 repeat=1
 route=leader
+etcd_api=grpc
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,6 +37,7 @@ while [ $# -gt 0 ]; do
     --strategy) strategy=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --route) route=$2; shift 2 ;;
+    --etcd-api) etcd_api=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -109,7 +114,7 @@ fi
   echo "clients: $clients; auctions: $auctions"
   echo "machine: $(nproc) cores, $(uname -r)"
   echo "gavel: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), 3 nodes, fsync on"
-  has etcd && echo "etcd: $(etcd --version | head -1), 3 members"
+  has etcd && echo "etcd: $(etcd --version | head -1), 3 members, driven through its $etcd_api API"
   has redis && echo "redis: $(redis-server --version | cut -d' ' -f3), appendfsync always"
 } >"$out/environment.txt"
 
@@ -125,7 +130,7 @@ for r in $(seq 1 "$repeat"); do
         echo "== run $r/$repeat, $s: $a auctions, $c clients, ${duration}s" >&2
         "$bin" bench run --system "$s" --endpoints "$endpoints" --clients "$c" --auctions "$a" \
           --strategy "$strategy" --route "$route" --duration-secs "$duration" --progress-secs 0 \
-          --seed "$r" --out "$out/runs/$s-a$a-c$c-r$r.json" >&2
+          --seed "$r" --etcd-api "$etcd_api" --out "$out/runs/$s-a$a-c$c-r$r.json" >&2
       done
     done
   done

@@ -99,6 +99,9 @@ struct RegistryInner {
     /// The term in which this node became leader, and when.
     leading: Option<(u64, Instant)>,
     seen: HashMap<NodeId, Seen>,
+    /// The leader before this node, and when this node last heard from it: that worker
+    /// has been silent since then, not only since this node took over.
+    prior_leader: Option<(NodeId, Instant)>,
 }
 
 /// The leader's soft state about workers: who reported when. Reset on every new term.
@@ -119,19 +122,22 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Tracks leadership; returns true when this node just became leader.
-    pub fn observe(&self, leader_term: Option<u64>) -> bool {
+    /// Tracks leadership; returns true when this node just became leader. `prior_leader`
+    /// is the leader this node followed before, with when it last heard from it.
+    pub fn observe(&self, leader_term: Option<u64>, prior_leader: Option<(NodeId, Instant)>) -> bool {
         let mut inner = self.lock();
         match (leader_term, inner.leading) {
             (Some(term), Some((t, _))) if term == t => false,
             (Some(term), _) => {
                 inner.leading = Some((term, Instant::now()));
                 inner.seen.clear();
+                inner.prior_leader = prior_leader;
                 true
             }
             (None, _) => {
                 inner.leading = None;
                 inner.seen.clear();
+                inner.prior_leader = None;
                 false
             }
         }
@@ -161,11 +167,18 @@ impl Registry {
     }
 
     /// Silent past the grace period, counted from when this node became leader at the
-    /// earliest (a new leader gives every worker a full grace period to re-report).
+    /// earliest (a new leader gives every worker a full grace period to re-report), but
+    /// for the previous leader: a new leader knows it has not heard from that one since
+    /// its last AppendEntries, so a worker that died with its leadership is replaced one
+    /// grace period after it went quiet, not after the election on top.
     pub fn is_silent(&self, node: NodeId) -> bool {
         let inner = self.lock();
         let Some((_, since)) = inner.leading else { return false };
-        let last = inner.seen.get(&node).map(|s| s.at.max(since)).unwrap_or(since);
+        let last = match (inner.seen.get(&node), inner.prior_leader) {
+            (Some(seen), _) => seen.at.max(since),
+            (None, Some((prior, heard))) if prior == node => heard,
+            (None, _) => since,
+        };
         last.elapsed() > self.grace
     }
 
@@ -314,6 +327,8 @@ async fn apply_configured_limits(s: &AppState) {
 pub async fn run_reconciler(s: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(RECONCILE_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The other node this one last saw leading.
+    let mut followed: Option<NodeId> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -321,7 +336,14 @@ pub async fn run_reconciler(s: AppState, mut stop: watch::Receiver<bool>) {
         }
         let m = s.raft.metrics().borrow_watched().clone();
         let leading = (m.state == ServerState::Leader).then_some(m.current_term);
-        if s.registry.observe(leading) {
+        if let Some(other) = m.current_leader.filter(|l| *l != m.id) {
+            followed = Some(other);
+        }
+        let heard = s
+            .leader_contact
+            .elapsed_ms()
+            .and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms)));
+        if s.registry.observe(leading, followed.zip(heard)) {
             tracing::info!(
                 term = m.current_term,
                 grace_ms = s.worker.grace.as_millis() as u64,

@@ -46,6 +46,16 @@ pub enum System {
     Redis,
 }
 
+/// How the benchmark talks to etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcdApi {
+    /// etcd's native gRPC API, as its own clients (etcdctl, client libraries) use it.
+    Grpc,
+    /// etcd's JSON gateway (`/v3/kv/txn` over HTTP/1.1): slower, for comparison only.
+    Gateway,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Route {
@@ -108,6 +118,9 @@ pub struct RunArgs {
     /// Gavel: bidder accounts get an ed25519 key and sign every bid.
     #[arg(long)]
     pub sign: bool,
+    /// etcd: bids through its gRPC API (default) or its JSON gateway.
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub etcd_api: EtcdApi,
 }
 
 #[derive(Debug, Args)]
@@ -306,6 +319,7 @@ pub async fn run(args: &RunArgs) -> Result<RunReport> {
         timeout,
         args.token.as_deref(),
         args.sign,
+        args.etcd_api,
     )?);
     let snipe_secs = args.snipe_secs.unwrap_or((args.duration_secs / 3).clamp(1, 3));
     let run_id = format!("{}-{}", now_ms(), std::process::id());

@@ -2,10 +2,12 @@
 //!
 //! - **gavel**: `POST /v1/auctions/{id}/bids`; the book validates and prices the bid.
 //! - **etcd**: the auction is one key holding [`BenchAuction`] as JSON. A bid is
-//!   optimistic compare-and-set through etcd's JSON gateway: the client applies the rule
-//!   to its cached copy and sends one `txn` (compare `mod_revision`, put the auction and
-//!   a bid record); on a lost race the txn returns the fresh copy and the client tries
-//!   again. A refusal from a cached copy is confirmed by a fresh (linearizable) read.
+//!   optimistic compare-and-set through etcd's gRPC API, the way its users call it (or,
+//!   with `--etcd-api gateway`, its JSON gateway): the client applies the rule to its
+//!   cached copy and sends one `Txn` (compare `mod_revision`, put the auction and a bid
+//!   record); on a lost race the txn returns the fresh copy and the client tries again.
+//!   A refusal from a cached copy is confirmed by a fresh (linearizable) read. Setting up
+//!   and counting afterwards go through the gateway in both cases.
 //! - **redis**: the auction is a hash; a bid is one `EVALSHA` of [`REDIS_BID_SCRIPT`],
 //!   which validates, prices and appends the bid record atomically.
 
@@ -75,6 +77,7 @@ pub enum Target {
     Etcd {
         endpoints: Vec<String>,
         http: reqwest::Client,
+        api: super::EtcdApi,
     },
     Redis {
         client: redis::Client,
@@ -96,6 +99,13 @@ pub enum Conn {
     Etcd {
         http: reqwest::Client,
         base: String,
+        /// Per auction: our copy and its mod_revision.
+        cache: HashMap<usize, (BenchAuction, i64)>,
+    },
+    #[cfg(feature = "etcd-grpc")]
+    EtcdGrpc {
+        /// One gRPC channel (HTTP/2 connection) per benchmark client.
+        kv: Box<etcd_client::KvClient>,
         /// Per auction: our copy and its mod_revision.
         cache: HashMap<usize, (BenchAuction, i64)>,
     },
@@ -129,6 +139,7 @@ impl Target {
         timeout: Duration,
         admin_token: Option<&str>,
         sign: bool,
+        etcd_api: super::EtcdApi,
     ) -> Result<Self> {
         let endpoints: Vec<String> = endpoints
             .iter()
@@ -158,6 +169,7 @@ impl Target {
             super::System::Etcd => Target::Etcd {
                 endpoints,
                 http: http_client(timeout)?,
+                api: etcd_api,
             },
             super::System::Redis => {
                 let url = endpoints[0].replacen("http://", "redis://", 1);
@@ -222,7 +234,7 @@ impl Target {
                     .try_collect()
                     .await
             }
-            Target::Etcd { endpoints, http } => {
+            Target::Etcd { endpoints, http, .. } => {
                 let value = serde_json::to_vec(&w.bench_auction())?;
                 stream::iter(0..w.auctions)
                     .map(|i| {
@@ -285,7 +297,7 @@ impl Target {
                     .ok_or_else(|| anyhow!("{url} names no leader: {v}"))?;
                 Ok(Some(format!("http://{addr}")))
             }
-            Target::Etcd { endpoints, http } => {
+            Target::Etcd { endpoints, http, .. } => {
                 for e in endpoints {
                     let v = etcd_call(http, &format!("{e}/v3/maintenance/status"), &json!({})).await?;
                     if json_u64(&v["header"]["member_id"]) == json_u64(&v["leader"]) {
@@ -344,11 +356,41 @@ impl Target {
                     accounts: accounts.clone(),
                 }
             }
-            Target::Etcd { endpoints, .. } => Conn::Etcd {
+            Target::Etcd {
+                endpoints,
+                api: super::EtcdApi::Gateway,
+                ..
+            } => Conn::Etcd {
                 http: http_client(timeout)?,
                 base: pick(endpoints),
                 cache: HashMap::new(),
             },
+            #[cfg(not(feature = "etcd-grpc"))]
+            Target::Etcd {
+                api: super::EtcdApi::Grpc,
+                ..
+            } => bail!(
+                "this gavel was built without etcd's gRPC client: build it with `cargo build --release \
+                 --features etcd-grpc` (needs protoc, Debian package protobuf-compiler), or pass \
+                 --etcd-api gateway"
+            ),
+            #[cfg(feature = "etcd-grpc")]
+            Target::Etcd {
+                endpoints,
+                api: super::EtcdApi::Grpc,
+                ..
+            } => {
+                let options = etcd_client::ConnectOptions::new()
+                    .with_timeout(timeout)
+                    .with_connect_timeout(timeout);
+                let client = etcd_client::Client::connect([pick(endpoints)], Some(options))
+                    .await
+                    .context("connecting to etcd over gRPC")?;
+                Conn::EtcdGrpc {
+                    kv: Box::new(client.kv_client()),
+                    cache: HashMap::new(),
+                }
+            }
             Target::Redis { client } => Conn::Redis {
                 conn: client.get_multiplexed_async_connection().await?,
                 script: redis::Script::new(REDIS_BID_SCRIPT),
@@ -371,7 +413,7 @@ impl Target {
                     .await?;
                 Ok(counts.iter().sum())
             }
-            Target::Etcd { endpoints, http } => {
+            Target::Etcd { endpoints, http, .. } => {
                 let url = format!("{}/v3/kv/range", endpoints[0]);
                 let mut total = 0;
                 for key in auctions {
@@ -480,6 +522,8 @@ impl Conn {
                 bail!("{status}: {}", String::from_utf8_lossy(&bytes))
             }
             Conn::Etcd { http, base, cache } => etcd_bid(http, base, cache, key, bidder, bid).await,
+            #[cfg(feature = "etcd-grpc")]
+            Conn::EtcdGrpc { kv, cache } => etcd_grpc_bid(kv, cache, key, bidder, bid).await,
             Conn::Redis { conn, script } => {
                 let out: Vec<String> = script
                     .key(key)
@@ -677,6 +721,94 @@ async fn etcd_bid(
                 }
                 let kvs = &v["responses"][0]["response_range"]["kvs"];
                 cache.insert(bid.auction, etcd_auction(kvs, key)?);
+                fresh = true;
+            }
+        }
+    }
+    bail!("no compare-and-set succeeded in {CAS_ATTEMPTS_MAX} attempts")
+}
+
+/// The auction stored at `key`, and its mod_revision, read linearizably over gRPC.
+#[cfg(feature = "etcd-grpc")]
+async fn etcd_grpc_get(kv: &mut etcd_client::KvClient, key: &str) -> Result<(BenchAuction, i64)> {
+    let resp = kv.get(key, None).await?;
+    grpc_auction(resp.kvs(), key)
+}
+
+#[cfg(feature = "etcd-grpc")]
+fn grpc_auction(kvs: &[etcd_client::KeyValue], key: &str) -> Result<(BenchAuction, i64)> {
+    let kv = kvs.first().ok_or_else(|| anyhow!("etcd has no key {key}"))?;
+    Ok((serde_json::from_slice(kv.value())?, kv.mod_revision()))
+}
+
+/// [`etcd_bid`] over etcd's gRPC API: the same rule, cache and transaction.
+#[cfg(feature = "etcd-grpc")]
+async fn etcd_grpc_bid(
+    kv: &mut etcd_client::KvClient,
+    cache: &mut HashMap<usize, (BenchAuction, i64)>,
+    key: &str,
+    bidder: &str,
+    bid: &Bid,
+) -> Result<(Reply, u32)> {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+    let mut fresh = false;
+    if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(bid.auction) {
+        slot.insert(etcd_grpc_get(kv, key).await?);
+        fresh = true;
+    }
+    for attempt in 0..CAS_ATTEMPTS_MAX {
+        let (cached, rev) = cache
+            .get(&bid.auction)
+            .cloned()
+            .ok_or_else(|| anyhow!("no cached copy"))?;
+        let mut next = cached;
+        let now = gavel_api::json::now_ms();
+        match next.place_bid(bidder, bid.amount, bid.max_amount, now) {
+            Err(refused) if fresh => {
+                let min_next_bid = match refused {
+                    BidRefused::TooLow { min_next_bid } => Some(min_next_bid),
+                    _ => None,
+                };
+                return Ok((
+                    Reply::Refused {
+                        code: refused.code().to_string(),
+                        min_next_bid,
+                    },
+                    attempt,
+                ));
+            }
+            Err(_) => {
+                cache.insert(bid.auction, etcd_grpc_get(kv, key).await?);
+                fresh = true;
+            }
+            Ok(accepted) => {
+                let record_key = format!("{}{:012}", etcd_bid_prefix(key), next.bids);
+                let record =
+                    json!({ "bidder": bidder, "amount": bid.amount, "max_amount": bid.max_amount, "at_ms": now });
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                    .and_then([
+                        TxnOp::put(key, serde_json::to_vec(&next)?, None),
+                        TxnOp::put(record_key, record.to_string(), None),
+                    ])
+                    .or_else([TxnOp::get(key, None)]);
+                let resp = kv.txn(txn).await?;
+                if resp.succeeded() {
+                    let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+                    cache.insert(bid.auction, (next, revision));
+                    return Ok((
+                        Reply::Accepted {
+                            leading: accepted.leading,
+                            min_next_bid: accepted.min_next_bid,
+                        },
+                        attempt,
+                    ));
+                }
+                let fresh_copy = match resp.op_responses().into_iter().next() {
+                    Some(TxnOpResponse::Get(get)) => grpc_auction(get.kvs(), key)?,
+                    _ => bail!("etcd txn failed without the auction's fresh copy"),
+                };
+                cache.insert(bid.auction, fresh_copy);
                 fresh = true;
             }
         }
