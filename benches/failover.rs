@@ -15,7 +15,8 @@
 //! 5. Stability: 64 clients for a while; leader changes counted by the Raft term.
 //!
 //! Run: `cargo bench --bench failover` (10 kills, 300 s stability run) or
-//! `cargo bench --bench failover -- --quick` (3 kills, 20 s).
+//! `cargo bench --bench failover -- --quick` (3 kills, 20 s); `--kills N` and
+//! `--steady-secs S` override either.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -322,8 +323,17 @@ async fn stability(c: &TestCluster, secs: u64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let (runs, steady_secs) = if quick { (3, 20) } else { (10, 300) };
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let (mut runs, mut steady_secs) = if quick { (3, 20) } else { (10, 300) };
+    // `--kills N` and `--steady-secs S` override either mode.
+    for pair in args.windows(2) {
+        match pair[0].as_str() {
+            "--kills" => runs = pair[1].parse().expect("--kills N"),
+            "--steady-secs" => steady_secs = pair[1].parse().expect("--steady-secs S"),
+            _ => {}
+        }
+    }
     let mut c = TestCluster::start(3, "").await;
     kills(&mut c, runs).await;
     sigterm(&mut c).await;

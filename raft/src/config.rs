@@ -10,7 +10,7 @@
 //!   `election_timeout_max` after that (the leader lease); a follower's election timer
 //!   fires after a random `election_timeout_min..max`, drawn afresh each time (0.10). So
 //!   after a leader dies, the first candidate whose timer fires past the lease wins: about
-//!   `max + rand(min..max)/2`, 0.5–0.9 s with 250–500 ms.
+//!   about 0.6–1.0 s with 200–400 ms.
 //! - Pre-vote is on: a follower that lost the leader only on its own (a stall, a
 //!   partition) asks before it raises its term, and the others, who still hear the
 //!   leader, refuse. A stall of one node therefore costs no leader change; only a leader
@@ -52,8 +52,8 @@ impl Default for RaftTimings {
     fn default() -> Self {
         RaftTimings {
             heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 250,
-            election_timeout_max_ms: 500,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
             install_snapshot_timeout_ms: 10_000,
             snapshot_every_entries: 10_000,
             keep_behind_snapshot_entries: 1_000,
@@ -98,6 +98,7 @@ impl RaftTimings {
             // read index would be the persisted commit index, possibly behind what it
             // acknowledged before the crash (see the stale-read regression test).
             enable_leader_restore: Some(false),
+            broadcast_submitted_on_append: Some(true),
             heartbeat_interval: self.heartbeat_interval_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
