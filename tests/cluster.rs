@@ -240,11 +240,11 @@ async fn a_wrong_cluster_secret_is_refused() {
 }
 
 /// Found by the chaos soak: a leader killed right after acknowledging a write and
-/// restarted before its peers time out is restored as leader by openraft 0.9 (no new
-/// noop entry), so its read index is its persisted commit index, which may not cover
-/// every write it acknowledged. The log store now reads the vote back as uncommitted,
-/// so a restarted node never resumes leadership in its old term. Without that (and with
-/// the commit index saved lazily) this test fails within a second, 2 runs of 2.
+/// restarted before its peers time out was restored as leader by openraft (no new noop
+/// entry), so its read index was its persisted commit index, which may not cover every
+/// write it acknowledged. With `enable_leader_restore = false` (openraft 0.10) a restarted
+/// node never resumes leadership in its old term. With it set to `true` this test fails
+/// within a second (2 runs of 2, 2026-11-25), as it did on 0.9 before the fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_restarted_at_once_serves_no_stale_reads() {
     let _serial = serial().await;
