@@ -174,6 +174,14 @@ pub async fn propose(
     if let Some(signed) = signed {
         cmd = cmd.with_signature(signed);
     }
+    // A bid already below the price this leader has applied needs no Raft round (see
+    // `AuctionBook::refuses_early` for why the answer is the one `apply` would give).
+    if let Some(refused) = s.sm.read().book.refuses_early(&cmd) {
+        s.counters
+            .refused_early
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ApiError::Rejected(refused));
+    }
     match s.proposer.write(cmd).await {
         Ok((_, BookResponse::Rejected(r))) => Err(ApiError::Rejected(r)),
         Ok((_, resp)) => Ok(Ok(resp)),

@@ -395,6 +395,11 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         "# HELP gavel_http_forwarded_total Requests forwarded to the leader.\n# TYPE gavel_http_forwarded_total counter\ngavel_http_forwarded_total {}",
         c.forwarded.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP gavel_bids_refused_early_total Unsigned, unkeyed bids the leader refused as too low without a Raft round.\n# TYPE gavel_bids_refused_early_total counter\ngavel_bids_refused_early_total {}",
+        c.refused_early.load(Ordering::Relaxed)
+    );
     let u = &s.udp.counters;
     let _ = writeln!(
         out,

@@ -63,6 +63,8 @@ pub struct Counters {
     pub http_4xx: AtomicU64,
     pub http_5xx: AtomicU64,
     pub forwarded: AtomicU64,
+    /// Bids the leader refused as too low without a Raft round.
+    pub refused_early: AtomicU64,
 }
 
 impl Counters {

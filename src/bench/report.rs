@@ -169,8 +169,12 @@ struct Comparison {
 fn compare(gavel: &Cell, other: &Cell) -> Comparison {
     let (target, met) = match (other.system, gavel.clients) {
         (System::Etcd, 64) => (
-            Some("throughput >= 2x etcd and p99 <= etcd".to_string()),
-            Some(gavel.bids_per_sec >= 2.0 * other.bids_per_sec && gavel.p99_ms <= other.p99_ms),
+            Some("throughput >= 3x etcd and p99 <= etcd".to_string()),
+            Some(gavel.bids_per_sec >= 3.0 * other.bids_per_sec && gavel.p99_ms <= other.p99_ms),
+        ),
+        (System::Etcd, 16) => (
+            Some("throughput >= 1.5x etcd".to_string()),
+            Some(gavel.bids_per_sec >= 1.5 * other.bids_per_sec),
         ),
         (System::Etcd, 1) => (Some("p50 <= etcd".to_string()), Some(gavel.p50_ms <= other.p50_ms)),
         _ => (None, None),

@@ -7,7 +7,7 @@
 use super::accounts::Signed;
 use super::lifecycle::{check_biddable, check_party};
 use super::AuctionBook;
-use crate::command::{BidAccepted, Rejection, Response};
+use crate::command::{BidAccepted, Command, Op, Rejection, Response};
 use crate::types::{
     check_amount, Auction, AuctionEvent, AuctionId, BidRecord, EventKind, Leader, Money, TimestampMs,
     AUCTION_DURATION_MAX_MS,
@@ -115,6 +115,43 @@ pub(super) fn plan_bid(
 }
 
 impl AuctionBook {
+    /// On the leader, before proposing: the refusal `apply` would give this command, if it
+    /// is an unsigned bid without an Idempotency-Key that is too low. Anything else is
+    /// `None` and goes through Raft.
+    ///
+    /// Sound because an English auction's price only rises: every write acknowledged so
+    /// far is applied on the leader (it answers after applying), so the leader's
+    /// `min_next_bid` is at most the one at the bid's log position, and a bid below it is
+    /// refused there too. The checks run in `apply`'s order and the first one that fails
+    /// for another reason hands the bid to Raft, so the code is always the one `apply`
+    /// gives. Keyed bids always go through Raft: a retry arriving while its first attempt
+    /// is still in flight must get that attempt's answer. Signed bids too: their nonce is
+    /// spent even when the bid is refused, and the audit keeps them.
+    pub fn refuses_early(&self, cmd: &Command) -> Option<Rejection> {
+        let Op::PlaceBid {
+            auction_id,
+            bidder,
+            amount,
+            max_amount,
+        } = &cmd.op
+        else {
+            return None;
+        };
+        if cmd.signed.is_some() || cmd.idempotency.is_some() {
+            return None;
+        }
+        let now = cmd.ts_ms.max(self.last_ts_ms);
+        self.authorize(cmd.caller.as_ref(), &cmd.op).ok()?;
+        let auction = self.get(*auction_id).ok()?;
+        self.check_signature(bidder, *auction_id, None).ok()?;
+        check_biddable(auction, now).ok()?;
+        check_party(auction, bidder, "bidder").ok()?;
+        match plan_bid(auction, bidder, *amount, *max_amount) {
+            Err(too_low @ Rejection::BidTooLow { .. }) => Some(too_low),
+            _ => None,
+        }
+    }
+
     /// A bid. A signed bid's nonce is spent whatever the outcome once its signature
     /// verifies, so the request can never be replayed (see `accounts`).
     pub(super) fn place_bid(

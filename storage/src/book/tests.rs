@@ -1882,3 +1882,57 @@ fn a_batch_applies_like_separate_entries_and_does_not_nest() {
         matches!(nested, Response::Batch(ref r) if matches!(r[0], Response::Rejected(Rejection::InvalidInput { .. })))
     );
 }
+
+/// `refuses_early` (the leader's refusal without a Raft round) answers only where `apply`
+/// would refuse the bid as too low, with the same rejection; anything else is left to
+/// Raft. Checked over a run of straight and proxy bids at every price step, and for the
+/// cases that must go through Raft.
+#[test]
+fn an_early_refusal_is_exactly_the_refusal_apply_gives() {
+    let mut book = AuctionBook::default();
+    book.apply(&Command::new(1, create(spec())));
+    let bidders = ["ann", "bob", "cat"];
+    let mut early = 0;
+    for step in 0..300u64 {
+        let ts = STARTS + step;
+        let who = bidders[(step % 3) as usize];
+        let op = if step % 4 == 0 {
+            proxy(1, who, 100 + (step * 37) % 900)
+        } else {
+            bid(1, who, 100 + (step * 53) % 700)
+        };
+        let cmd = Command::new(ts, op);
+        let answer = book.clone().apply(&cmd);
+        match book.refuses_early(&cmd) {
+            Some(refused) => {
+                early += 1;
+                assert_eq!(answer, Response::Rejected(refused), "step {step}");
+                assert_eq!(code_of(&answer), Some("bid_too_low"));
+            }
+            None => assert_ne!(code_of(&answer), Some("bid_too_low"), "step {step}: {answer:?}"),
+        }
+        book.apply(&cmd);
+    }
+    assert!(early > 50, "only {early} early refusals");
+
+    let too_low = bid(1, "dan", 100);
+    let plain = Command::new(STARTS + 400, too_low.clone());
+    assert!(book.refuses_early(&plain).is_some());
+    // A keyed bid goes through Raft: a retry must get its first attempt's answer.
+    assert_eq!(book.refuses_early(&keyed(STARTS + 400, too_low.clone(), "k", 1)), None);
+    // After the end the answer is auction_closed, not bid_too_low: Raft gives it.
+    assert_eq!(book.refuses_early(&Command::new(ENDS, too_low.clone())), None);
+    // The seller's own bid, an unknown auction, a well-placed bid: not early either.
+    assert_eq!(
+        book.refuses_early(&Command::new(STARTS + 400, bid(1, SELLER, 100))),
+        None
+    );
+    assert_eq!(
+        book.refuses_early(&Command::new(STARTS + 400, bid(9, "dan", 100))),
+        None
+    );
+    assert_eq!(
+        book.refuses_early(&Command::new(STARTS + 400, bid(1, "dan", 1_000_000))),
+        None
+    );
+}
