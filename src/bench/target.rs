@@ -655,6 +655,58 @@ async fn etcd_get(http: &reqwest::Client, url: &str, key: &str) -> Result<(Bench
     etcd_auction(&v["kvs"], key)
 }
 
+/// One compare-and-set attempt planned from the cached copy (both etcd APIs use it).
+enum CasStep {
+    /// The answer: a refusal, confirmed on a fresh copy.
+    Done(Reply),
+    /// The cached copy refuses the bid: read a fresh one and try again.
+    Reload,
+    /// Put `next` and the bid `record` under `record_key` if the auction's mod_revision
+    /// is still `rev`; if it is, the answer is `reply`.
+    Put {
+        next: BenchAuction,
+        rev: i64,
+        record_key: String,
+        record: String,
+        reply: Reply,
+    },
+}
+
+fn cas_step(
+    cache: &HashMap<usize, (BenchAuction, i64)>,
+    key: &str,
+    bidder: &str,
+    bid: &Bid,
+    fresh: bool,
+) -> Result<CasStep> {
+    let (mut next, rev) = cache
+        .get(&bid.auction)
+        .cloned()
+        .ok_or_else(|| anyhow!("no cached copy"))?;
+    let now = gavel_api::json::now_ms();
+    Ok(match next.place_bid(bidder, bid.amount, bid.max_amount, now) {
+        Err(refused) if fresh => CasStep::Done(Reply::Refused {
+            code: refused.code().to_string(),
+            min_next_bid: match refused {
+                BidRefused::TooLow { min_next_bid } => Some(min_next_bid),
+                _ => None,
+            },
+        }),
+        Err(_) => CasStep::Reload,
+        Ok(accepted) => CasStep::Put {
+            record_key: format!("{}{:012}", etcd_bid_prefix(key), next.bids),
+            record: json!({ "bidder": bidder, "amount": bid.amount, "max_amount": bid.max_amount, "at_ms": now })
+                .to_string(),
+            next,
+            rev,
+            reply: Reply::Accepted {
+                leading: accepted.leading,
+                min_next_bid: accepted.min_next_bid,
+            },
+        },
+    })
+}
+
 async fn etcd_bid(
     http: &reqwest::Client,
     base: &str,
@@ -671,39 +723,24 @@ async fn etcd_bid(
         fresh = true;
     }
     for attempt in 0..CAS_ATTEMPTS_MAX {
-        let (cached, rev) = cache
-            .get(&bid.auction)
-            .cloned()
-            .ok_or_else(|| anyhow!("no cached copy"))?;
-        let mut next = cached;
-        let now = gavel_api::json::now_ms();
-        match next.place_bid(bidder, bid.amount, bid.max_amount, now) {
-            Err(refused) if fresh => {
-                let min_next_bid = match refused {
-                    BidRefused::TooLow { min_next_bid } => Some(min_next_bid),
-                    _ => None,
-                };
-                return Ok((
-                    Reply::Refused {
-                        code: refused.code().to_string(),
-                        min_next_bid,
-                    },
-                    attempt,
-                ));
-            }
-            Err(_) => {
+        match cas_step(cache, key, bidder, bid, fresh)? {
+            CasStep::Done(reply) => return Ok((reply, attempt)),
+            CasStep::Reload => {
                 cache.insert(bid.auction, etcd_get(http, &range_url, key).await?);
                 fresh = true;
             }
-            Ok(accepted) => {
-                let record_key = format!("{}{:012}", etcd_bid_prefix(key), next.bids);
-                let record =
-                    json!({ "bidder": bidder, "amount": bid.amount, "max_amount": bid.max_amount, "at_ms": now });
+            CasStep::Put {
+                next,
+                rev,
+                record_key,
+                record,
+                reply,
+            } => {
                 let body = json!({
                     "compare": [{ "key": B64.encode(key), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string() }],
                     "success": [
                         { "request_put": { "key": B64.encode(key), "value": B64.encode(serde_json::to_vec(&next)?) } },
-                        { "request_put": { "key": B64.encode(&record_key), "value": B64.encode(record.to_string()) } },
+                        { "request_put": { "key": B64.encode(&record_key), "value": B64.encode(record) } },
                     ],
                     "failure": [{ "request_range": { "key": B64.encode(key) } }],
                 });
@@ -711,13 +748,7 @@ async fn etcd_bid(
                 if v["succeeded"].as_bool() == Some(true) {
                     let revision = json_u64(&v["header"]["revision"]) as i64;
                     cache.insert(bid.auction, (next, revision));
-                    return Ok((
-                        Reply::Accepted {
-                            leading: accepted.leading,
-                            min_next_bid: accepted.min_next_bid,
-                        },
-                        attempt,
-                    ));
+                    return Ok((reply, attempt));
                 }
                 let kvs = &v["responses"][0]["response_range"]["kvs"];
                 cache.insert(bid.auction, etcd_auction(kvs, key)?);
@@ -757,52 +788,31 @@ async fn etcd_grpc_bid(
         fresh = true;
     }
     for attempt in 0..CAS_ATTEMPTS_MAX {
-        let (cached, rev) = cache
-            .get(&bid.auction)
-            .cloned()
-            .ok_or_else(|| anyhow!("no cached copy"))?;
-        let mut next = cached;
-        let now = gavel_api::json::now_ms();
-        match next.place_bid(bidder, bid.amount, bid.max_amount, now) {
-            Err(refused) if fresh => {
-                let min_next_bid = match refused {
-                    BidRefused::TooLow { min_next_bid } => Some(min_next_bid),
-                    _ => None,
-                };
-                return Ok((
-                    Reply::Refused {
-                        code: refused.code().to_string(),
-                        min_next_bid,
-                    },
-                    attempt,
-                ));
-            }
-            Err(_) => {
+        match cas_step(cache, key, bidder, bid, fresh)? {
+            CasStep::Done(reply) => return Ok((reply, attempt)),
+            CasStep::Reload => {
                 cache.insert(bid.auction, etcd_grpc_get(kv, key).await?);
                 fresh = true;
             }
-            Ok(accepted) => {
-                let record_key = format!("{}{:012}", etcd_bid_prefix(key), next.bids);
-                let record =
-                    json!({ "bidder": bidder, "amount": bid.amount, "max_amount": bid.max_amount, "at_ms": now });
+            CasStep::Put {
+                next,
+                rev,
+                record_key,
+                record,
+                reply,
+            } => {
                 let txn = Txn::new()
                     .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
                     .and_then([
                         TxnOp::put(key, serde_json::to_vec(&next)?, None),
-                        TxnOp::put(record_key, record.to_string(), None),
+                        TxnOp::put(record_key, record, None),
                     ])
                     .or_else([TxnOp::get(key, None)]);
                 let resp = kv.txn(txn).await?;
                 if resp.succeeded() {
                     let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
                     cache.insert(bid.auction, (next, revision));
-                    return Ok((
-                        Reply::Accepted {
-                            leading: accepted.leading,
-                            min_next_bid: accepted.min_next_bid,
-                        },
-                        attempt,
-                    ));
+                    return Ok((reply, attempt));
                 }
                 let fresh_copy = match resp.op_responses().into_iter().next() {
                     Some(TxnOpResponse::Get(get)) => grpc_auction(get.kvs(), key)?,
