@@ -101,6 +101,14 @@ async fn call(
     Result_::Unknown
 }
 
+/// A load task's HTTP client: idle connections go before the node's keep-alive ends.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
+        .build()
+        .unwrap()
+}
+
 /// One bidder, `bidder-{id}`, acting with its account's `token`.
 async fn client(
     id: usize,
@@ -111,10 +119,7 @@ async fn client(
     seed: u64,
     token: String,
 ) {
-    let http = reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
-        .build()
-        .unwrap();
+    let http = http_client();
     let mut rng = Rng(seed ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15));
     let bidder = format!("bidder-{id}");
     let mut n = 0u64;
@@ -209,10 +214,7 @@ async fn creator(
     seed: u64,
     token: String,
 ) {
-    let http = reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
-        .build()
-        .unwrap();
+    let http = http_client();
     let mut rng = Rng(seed ^ 0xC0FFEE);
     while !stop.load(Ordering::Relaxed) {
         let open = {
