@@ -322,11 +322,11 @@ impl Config {
                 bail!("cluster_secret must be at least {CLUSTER_SECRET_MIN_BYTES} bytes");
             }
         }
-        if self.worker_grace_ms < 2 * gavel_api::worker::HEARTBEAT_INTERVAL_MS {
+        if self.worker_grace_ms < 2 * gavel_raft::workers::HEARTBEAT_INTERVAL_MS {
             bail!(
                 "worker_grace_ms ({}) must be at least twice the worker heartbeat ({} ms)",
                 self.worker_grace_ms,
-                gavel_api::worker::HEARTBEAT_INTERVAL_MS
+                gavel_raft::workers::HEARTBEAT_INTERVAL_MS
             );
         }
         if let Some(b) = &self.udp_broadcast {

@@ -11,17 +11,16 @@
 //! (so writes go on without an election timeout), then the node stops accepting
 //! connections, finishes in-flight requests, stops Raft, flushes the log, exits 0.
 
-use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use gavel_api::hosting::WorkerConfig;
 use gavel_api::state::{ApiConfig, NodeCore};
-use gavel_api::worker::WorkerConfig;
 use gavel_api::AppState;
-use gavel_raft::{HttpNetwork, Raft};
+use gavel_raft::{FrontDoor, FrontDoorConfig, HttpNetwork, Raft};
 use gavel_storage::inspect::{sled_dir, snapshots_dir};
 use gavel_storage::{LogStore, LogStoreOptions, StateMachineStore};
 use openraft::error::{InitializeError, RaftError};
@@ -181,13 +180,13 @@ fn first_admin_token(config: &Config, create: bool) -> Result<Option<String>> {
 
 /// Creates the account `admin` with `token` once this node leads a cluster that has no
 /// admin yet (a committed command, proposed by the cluster itself).
-async fn ensure_first_admin(raft: Raft, sm: StateMachineStore, token: String, mut stop: watch::Receiver<bool>) {
+async fn ensure_first_admin(door: FrontDoor, token: String, mut stop: watch::Receiver<bool>) {
     use gavel_storage::book::accounts::{hash_token, Account, Role};
     loop {
-        if sm.read().book.has_admin() || *stop.borrow() {
+        if door.sm.read().book.has_admin() || *stop.borrow() {
             return;
         }
-        if raft.metrics().borrow_watched().state == openraft::ServerState::Leader {
+        if door.is_leader() {
             let account = Account {
                 name: "admin".into(),
                 roles: [Role::Admin].into_iter().collect(),
@@ -199,12 +198,12 @@ async fn ensure_first_admin(raft: Raft, sm: StateMachineStore, token: String, mu
                 last_nonce: 0,
             };
             let cmd = gavel_storage::Command::new(gavel_api::json::now_ms(), gavel_storage::Op::CreateAccount(account));
-            match gavel_raft::cluster::write(&raft, cmd).await {
-                Ok((_, gavel_storage::Response::AccountChanged { .. })) => {
+            match door.write(cmd).await {
+                Ok(gavel_storage::Response::AccountChanged { .. }) => {
                     tracing::info!("created the first admin account, \"admin\"");
                     return;
                 }
-                Ok((_, other)) => {
+                Ok(other) => {
                     tracing::warn!(answer = ?other, "the first admin account was not created");
                     return;
                 }
@@ -297,9 +296,20 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         .transpose()
         .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
     let network = HttpNetwork::new(&cluster_secret, config.source_ip, tls.as_deref()).map_err(anyhow::Error::msg)?;
-    let raft = Raft::new(config.id, raft_config, network, log.clone(), sm.clone())
+    let raft = Raft::new(config.id, raft_config, network.clone(), log.clone(), sm.clone())
         .await
         .context("starting raft")?;
+    let door = FrontDoor::new(
+        raft.clone(),
+        sm.clone(),
+        network,
+        FrontDoorConfig {
+            node_id: config.id,
+            worker_grace: Duration::from_millis(config.worker_grace_ms),
+            learner_catchup_timeout: Duration::from_millis(config.raft.learner_catchup_timeout_ms),
+            idempotency_limits: config.idempotency.to_limits(),
+        },
+    );
 
     if !fresh {
         tracing::info!(applied = ?sm.last_applied(), "resuming from the data dir");
@@ -321,7 +331,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         tokio::spawn(mark_raft_started(log.clone(), marker, stop.clone()));
     }
     if let Some(token) = first_admin_token(&config, false)? {
-        tokio::spawn(ensure_first_admin(raft.clone(), sm.clone(), token, stop.clone()));
+        tokio::spawn(ensure_first_admin(door.clone(), token, stop.clone()));
     }
 
     let udp_socket = Arc::new(
@@ -352,14 +362,13 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             raft: raft.clone(),
             sm: sm.clone(),
             log: log.clone(),
+            door: door.clone(),
         },
         ApiConfig {
             cluster_name: config.cluster_name.clone(),
             secret,
             source_ip: config.source_ip,
             data_dir: Some(config.data_dir.clone()),
-            learner_catchup_timeout: Duration::from_millis(config.raft.learner_catchup_timeout_ms),
-            idempotency_limits: config.idempotency.to_limits(),
             rate_limits: config.rate_limits.to_api(),
             tls: tls.clone(),
         },
@@ -372,8 +381,8 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
         state.clone(),
         datagram_rx,
     ));
-    let worker_task = tokio::spawn(gavel_api::worker::run_worker(state.clone(), stop.clone()));
-    let reconciler = tokio::spawn(gavel_api::worker::run_reconciler(state.clone(), stop.clone()));
+    let worker_task = tokio::spawn(gavel_api::hosting::run_worker(state.clone(), stop.clone()));
+    let reconciler = tokio::spawn(gavel_raft::workers::run_reconciler(door.clone(), stop.clone()));
     let membership = tokio::spawn(gavel_api::membership::run_membership_watch(state.clone(), stop.clone()));
     tokio::spawn(gavel_api::limits::run_forgetting(state.limits.clone(), stop.clone()));
     let limits = config.http.to_server_limits();

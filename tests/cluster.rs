@@ -190,6 +190,19 @@ async fn a_wrong_cluster_secret_is_refused() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400, "with the secret, garbage is a 400 from the decoder");
+    log("phase: the front door's /raft/forward is node RPC too: no secret, no write");
+    let forward = c.node(1).url("/raft/forward");
+    let resp = c.http.post(&forward).body(vec![0u8; 16]).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .http
+        .post(&forward)
+        .bearer_auth(SECRET)
+        .body(vec![0xffu8; 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
 
     log("phase: membership changes and admin routes need an admin token (a join, the secret)");
     let resp = c
@@ -237,6 +250,91 @@ async fn a_wrong_cluster_secret_is_refused() {
     assert!(node.log_tail().contains("401"), "{}", node.log_tail());
     assert_eq!(c.cluster(1).await["members"].as_array().unwrap().len(), 1);
     assert_eq!(c.cluster(1).await["term"].as_u64().unwrap(), term_before);
+}
+
+/// A follower is a whole front door: it authenticates, builds the typed command and sends
+/// it to the leader over node RPC; the leader places new auctions on workers; the
+/// follower answers only once it has applied the write itself, so the client reads its
+/// own write there at once, even a stale read; a token the leader has just created works
+/// on a follower at once; worker liveness (the leader's) is visible from a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_takes_every_write_and_answers_from_its_own_state() {
+    let _serial = serial().await;
+    let c = TestCluster::start(3, TEST_RAFT).await;
+    let leader = c.leader().await;
+    let followers: Vec<u64> = c.running().into_iter().filter(|id| *id != leader).collect();
+    c.wait_live_workers(followers[0], 3).await;
+
+    log("phase: an auction created through a follower lands on a live worker");
+    let (status, created) = c
+        .post(followers[0], "/v1/auctions", &auction_body("front door", 600), None)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    assert!(created["worker"].as_u64().is_some(), "{created}");
+
+    for round in 0..20u64 {
+        let via = followers[(round % 2) as usize];
+        log(&format!(
+            "phase: round {round}: a new account's token bids through follower {via} at once"
+        ));
+        let (status, account) = c
+            .post_with(
+                leader,
+                "/v1/accounts",
+                &json!({"name": format!("fd{round}"), "roles": ["bidder"]}),
+                None,
+                Some(ADMIN_TOKEN),
+            )
+            .await;
+        assert_eq!(status, 201, "{account}");
+        let token = account["token"].as_str().unwrap();
+        let amount = 1_000 + round * 100;
+        let (status, bid) = c
+            .post_with(
+                via,
+                &format!("/v1/auctions/{id}/bids"),
+                &json!({"amount": amount}),
+                None,
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, 201, "{bid}");
+        let (status, read) = c.get(via, &format!("/v1/auctions/{id}?consistency=stale")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            read["highest_bid"]["amount"].as_u64(),
+            Some(amount),
+            "read-your-write on {via}: {read}"
+        );
+    }
+
+    log("phase: a bid already too low is refused through a follower with the leader's answer");
+    let (status, low) = c
+        .post(
+            followers[1],
+            &format!("/v1/auctions/{id}/bids"),
+            &json!({"bidder": "late", "amount": 1_000}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, low["error"]["code"].as_str()),
+        (409, Some("bid_too_low")),
+        "{low}"
+    );
+
+    log("phase: worker liveness through a follower is the leader's");
+    let (status, workers) = c.get(followers[1], "/v1/workers").await;
+    assert_eq!(status, 200);
+    let live = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["live"] == true)
+        .count();
+    assert_eq!(live, 3, "{workers}");
+    assert!(c.metric(followers[0], "gavel_http_forwarded_total").await > 0);
 }
 
 /// Found by the chaos soak: a leader killed right after acknowledging a write and

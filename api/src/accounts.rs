@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use crate::auctions::{propose, read_barrier};
 use crate::auth::{authenticate, new_token, parse_public_key};
 use crate::error::ApiError;
-use crate::forward::RawRequest;
 use crate::json::{parse_json, rfc3339, ApiPath};
+use crate::request::RawRequest;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -95,11 +95,10 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
         Ok(Op::CreateAccount(account))
     };
     match propose(&s, &req, build).await? {
-        Err(forwarded) => Ok(forwarded),
-        Ok(BookResponse::AccountChanged { name }) => {
+        BookResponse::AccountChanged { name } => {
             Ok((StatusCode::CREATED, Json(with_token(&s, &name, &token)?)).into_response())
         }
-        Ok(other) => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
+        other => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
     }
 }
 
@@ -108,9 +107,7 @@ pub async fn show(
     ApiPath(name): ApiPath<String>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
-    if let Some(forwarded) = read_barrier(&s, None, &req).await? {
-        return Ok(forwarded);
-    }
+    read_barrier(&s, None).await?;
     let auth = authenticate(&s, &req)?;
     if auth.name() != name {
         auth.require(Role::Admin)?;
@@ -134,9 +131,8 @@ pub async fn rotate(
         token_hash: hash_token(&token),
     };
     match propose(&s, &req, |_, _| Ok(op)).await? {
-        Err(forwarded) => Ok(forwarded),
-        Ok(BookResponse::AccountChanged { name }) => Ok(Json(with_token(&s, &name, &token)?).into_response()),
-        Ok(other) => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
+        BookResponse::AccountChanged { name } => Ok(Json(with_token(&s, &name, &token)?).into_response()),
+        other => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
     }
 }
 
@@ -147,26 +143,19 @@ pub async fn disable(
 ) -> Result<Response, ApiError> {
     let op = Op::DisableAccount { name };
     match propose(&s, &req, |_, _| Ok(op)).await? {
-        Err(forwarded) => Ok(forwarded),
-        Ok(BookResponse::AccountChanged { name }) => {
+        BookResponse::AccountChanged { name } => {
             let st = s.sm.read();
             let view = st.book.account(&name).map(|a| account_view(&st.book, a));
             Ok(Json(view.unwrap_or(Value::Null)).into_response())
         }
-        Ok(other) => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
+        other => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
     }
 }
 
 /// `GET /v1/accounts/{name}/key`: an account's public key (public, for verifying its
 /// signed bids), or `null`.
-pub async fn public_key(
-    State(s): State<AppState>,
-    ApiPath(name): ApiPath<String>,
-    req: RawRequest,
-) -> Result<Response, ApiError> {
-    if let Some(forwarded) = read_barrier(&s, None, &req).await? {
-        return Ok(forwarded);
-    }
+pub async fn public_key(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    read_barrier(&s, None).await?;
     let st = s.sm.read();
     let account = st
         .book

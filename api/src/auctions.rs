@@ -1,31 +1,29 @@
 //! `/v1/auctions`: create, read and list auctions.
 //!
-//! Writes are validated here (so bad input never reaches the log), proposed through
-//! Raft by the leader (a follower forwards the request), and answered from the
-//! committed result. Reads are linearizable by default (a read-index barrier on the
-//! leader; followers forward); `?consistency=stale` answers from this node at once.
+//! Writes are validated and authenticated here, on whichever node the client reached
+//! (so bad input never reaches the log), handed to the front door as a typed command
+//! (the leader admits it, a follower sends it there), and answered from the committed
+//! result. Reads are linearizable by default (the leader's read index, applied here
+//! before reading); `?consistency=stale` answers from this node at once.
 
 use crate::json::{ApiPath, ApiQuery};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gavel_raft::{cluster, ClusterError};
 use gavel_storage::book::idempotency;
 use gavel_storage::{
     Auction, AuctionSpec, AuctionStatus, Command, IncrementBand, IncrementRule, Op, Outcome, Response as BookResponse,
     SoftClose,
 };
-use openraft::async_runtime::watch::WatchReceiver as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::{authenticate, Authenticated};
+use crate::auth::{authenticate_fresh, Authenticated};
 use crate::error::ApiError;
-use crate::forward::{forward, RawRequest};
 use crate::json::{now_ms, parse_json, parse_rfc3339, rfc3339};
+use crate::request::RawRequest;
 use crate::state::AppState;
-use crate::worker::pick_worker;
 
 /// Longest auction accepted.
 pub const AUCTION_DURATION_MAX_SECS: u64 = 365 * 24 * 3600;
@@ -147,22 +145,17 @@ pub fn with_idempotency_key(cmd: Command, req: &RawRequest, auth: &Authenticated
     }))
 }
 
-/// Proposes a command built from the request, as the caller its token names. A
-/// follower forwards the request (the leader authenticates it); a committed rejection
-/// becomes an error response.
+/// Proposes a command built from the request, as the caller its token names, through
+/// the front door; a committed rejection becomes an error response.
 pub async fn propose(
     s: &AppState,
     req: &RawRequest,
     build: impl FnOnce(u64, &Authenticated) -> Result<Op, ApiError>,
-) -> Result<Result<BookResponse, Response>, ApiError> {
+) -> Result<BookResponse, ApiError> {
     if let Some(problem) = s.stopped() {
         return Err(problem);
     }
-    // Only the leader builds commands: it stamps the time and knows worker liveness.
-    if s.raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
-        return Ok(Err(forward(s, cluster::leader(&s.raft), req).await));
-    }
-    let auth = authenticate(s, req)?;
+    let auth = authenticate_fresh(s, req).await?;
     s.limits.check_account(auth.name())?;
     let now = now_ms();
     let op = build(now, &auth)?;
@@ -174,62 +167,25 @@ pub async fn propose(
     if let Some(signed) = signed {
         cmd = cmd.with_signature(signed);
     }
-    // A bid already below the price this leader has applied needs no Raft round (see
-    // `AuctionBook::refuses_early` for why the answer is the one `apply` would give).
-    if let Some(refused) = s.sm.read().book.refuses_early(&cmd) {
-        s.counters
-            .refused_early
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ApiError::Rejected(refused));
-    }
-    match s.proposer.write(cmd).await {
-        Ok((_, BookResponse::Rejected(r))) => Err(ApiError::Rejected(r)),
-        Ok((_, resp)) => Ok(Ok(resp)),
-        Err(ClusterError::NotLeader { leader }) => Ok(Err(forward(s, leader, req).await)),
+    match s.door.write(cmd).await {
+        Ok(BookResponse::Rejected(r)) => Err(ApiError::Rejected(r)),
+        Ok(resp) => Ok(resp),
         Err(e) => Err(s.stopped().unwrap_or_else(|| e.into())),
-    }
-}
-
-/// How long a create waits for a live worker with spare capacity (just after start-up or a
-/// leader change no worker has reported yet).
-pub const WORKER_WAIT_MS: u64 = 2_000;
-
-/// On the leader: the worker to place a new auction on, waiting briefly for one.
-async fn wait_for_worker(s: &AppState) -> Option<u64> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(WORKER_WAIT_MS);
-    loop {
-        if s.raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
-            return None;
-        }
-        if let Some(w) = pick_worker(&s.sm.read().book, &s.registry, None) {
-            return Some(w);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
 pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     let body: CreateAuction = parse_json(&req.body)?;
-    let worker = wait_for_worker(&s).await;
+    // The leader places the auction on a live worker when it admits the command.
     let resp = propose(&s, &req, |now, auth| {
         let seller = auth.own_name(body.seller.clone())?;
         let spec = body.into_spec(now, seller)?;
-        let worker = worker.ok_or_else(|| {
-            ApiError::NoCapacity("every live worker is full (or none has reported yet); retry later".into())
-        })?;
-        Ok(Op::CreateAuction {
-            spec,
-            worker: Some(worker),
-        })
+        Ok(Op::CreateAuction { spec, worker: None })
     })
     .await?;
     let (auction_id, seq) = match resp {
-        Err(forwarded) => return Ok(forwarded),
-        Ok(BookResponse::AuctionCreated { auction_id, seq, .. }) => (auction_id, seq),
-        Ok(other) => return Err(ApiError::Internal(format!("unexpected response to create: {other:?}"))),
+        BookResponse::AuctionCreated { auction_id, seq, .. } => (auction_id, seq),
+        other => return Err(ApiError::Internal(format!("unexpected response to create: {other:?}"))),
     };
     let st = s.sm.read();
     let auction = st
@@ -262,20 +218,11 @@ pub struct ListParams {
     after: Option<u64>,
 }
 
-/// Runs the read barrier unless the client asked for a stale read; a follower forwards
-/// linearizable reads to the leader.
-pub async fn read_barrier(
-    s: &AppState,
-    consistency: Option<&str>,
-    req: &RawRequest,
-) -> Result<Option<Response>, ApiError> {
+/// Waits for the leader's read index unless the client asked for a stale read.
+pub async fn read_barrier(s: &AppState, consistency: Option<&str>) -> Result<(), ApiError> {
     match consistency {
-        Some("stale") => Ok(None),
-        None | Some("linearizable") => match cluster::read_barrier(&s.raft).await {
-            Ok(()) => Ok(None),
-            Err(ClusterError::NotLeader { leader }) => Ok(Some(forward(s, leader, req).await)),
-            Err(e) => Err(e.into()),
-        },
+        Some("stale") => Ok(()),
+        None | Some("linearizable") => Ok(s.door.read_index().await?),
         Some(other) => Err(ApiError::invalid(format!(
             "consistency must be linearizable or stale, not {other:?}"
         ))),
@@ -286,21 +233,14 @@ pub async fn get(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,
     ApiQuery(params): ApiQuery<ReadParams>,
-    req: RawRequest,
 ) -> Result<Response, ApiError> {
-    if let Some(forwarded) = read_barrier(&s, params.consistency.as_deref(), &req).await? {
-        return Ok(forwarded);
-    }
+    read_barrier(&s, params.consistency.as_deref()).await?;
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
     Ok(Json(auction_view(auction, now_ms())).into_response())
 }
 
-pub async fn list(
-    State(s): State<AppState>,
-    ApiQuery(params): ApiQuery<ListParams>,
-    req: RawRequest,
-) -> Result<Response, ApiError> {
+pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Response, ApiError> {
     let status = match params.status.as_deref() {
         None => None,
         Some(name) => Some(
@@ -325,9 +265,7 @@ pub async fn list(
             "limit must be between 1 and {LIST_LIMIT_MAX}"
         )));
     }
-    if let Some(forwarded) = read_barrier(&s, params.consistency.as_deref(), &req).await? {
-        return Ok(forwarded);
-    }
+    read_barrier(&s, params.consistency.as_deref()).await?;
     let now = now_ms();
     let st = s.sm.read();
     let mut items: Vec<Value> = Vec::new();

@@ -5,8 +5,9 @@
 //! stored. A request is authenticated against this node's applied state; the leader's
 //! `apply` then checks the caller again against the state at the command's index (see
 //! `gavel_storage::book::accounts`), so a token rotated a moment ago is refused even if
-//! this node has not applied the rotation yet. Writes are authenticated only on the node
-//! that proposes them (the leader); a follower forwards the request untouched.
+//! this node has not applied the rotation yet. A write is authenticated on the node the
+//! client reached; the typed command it becomes names the caller, and the leader takes it
+//! from a follower only over node RPC with the cluster secret.
 
 use axum::http::header;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -15,7 +16,7 @@ use gavel_storage::book::accounts::{hash_token, Account, Caller, Role, Signed, S
 use gavel_storage::Rejection;
 
 use crate::error::ApiError;
-use crate::forward::RawRequest;
+use crate::request::RawRequest;
 use crate::state::AppState;
 
 /// Prefix of every API token (recognisable in logs and secret scanners).
@@ -91,6 +92,21 @@ pub fn authenticate(s: &AppState, req: &RawRequest) -> Result<Authenticated, Api
         },
         account,
     })
+}
+
+/// Like [`authenticate`], for a write. A token this follower does not know may belong to
+/// an account the leader has just committed: before refusing it, the follower catches up
+/// to the leader's read index once, so a client never sees its new token refused.
+pub async fn authenticate_fresh(s: &AppState, req: &RawRequest) -> Result<Authenticated, ApiError> {
+    match authenticate(s, req) {
+        Err(ApiError::Rejected(Rejection::Unauthenticated))
+            if bearer(req).is_some_and(|t| t.starts_with(TOKEN_PREFIX)) && !s.door.is_leader() =>
+        {
+            s.door.read_index().await?;
+            authenticate(s, req)
+        }
+        done => done,
+    }
 }
 
 /// Like [`authenticate`], and the account must be an admin (403 `forbidden`).

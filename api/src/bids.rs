@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 
 use crate::auctions::{auction_view, propose, read_barrier, ReadParams};
 use crate::error::ApiError;
-use crate::forward::RawRequest;
 use crate::json::{now_ms, parse_json, rfc3339};
+use crate::request::RawRequest;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -54,8 +54,7 @@ pub async fn place_bid(
         })
     };
     match propose(&s, &req, build).await? {
-        Err(forwarded) => Ok(forwarded),
-        Ok(BookResponse::BidAccepted(b)) => Ok((
+        BookResponse::BidAccepted(b) => Ok((
             StatusCode::CREATED,
             Json(json!({
                 "bid_id": b.bid_id,
@@ -71,7 +70,7 @@ pub async fn place_bid(
             })),
         )
             .into_response()),
-        Ok(other) => Err(ApiError::Internal(format!("unexpected response to a bid: {other:?}"))),
+        other => Err(ApiError::Internal(format!("unexpected response to a bid: {other:?}"))),
     }
 }
 
@@ -82,9 +81,7 @@ pub async fn list_bids(
     ApiQuery(params): ApiQuery<ReadParams>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
-    if let Some(forwarded) = read_barrier(&s, params.consistency.as_deref(), &req).await? {
-        return Ok(forwarded);
-    }
+    read_barrier(&s, params.consistency.as_deref()).await?;
     let admin = crate::auth::authenticate_admin(&s, &req).is_ok();
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
@@ -176,10 +173,9 @@ pub async fn cancel(
     ended(&s, id, propose(&s, &req, build).await?)
 }
 
-fn ended(s: &AppState, id: u64, resp: Result<BookResponse, Response>) -> Result<Response, ApiError> {
+fn ended(s: &AppState, id: u64, resp: BookResponse) -> Result<Response, ApiError> {
     match resp {
-        Err(forwarded) => Ok(forwarded),
-        Ok(BookResponse::AuctionEnded { outcome, .. }) => {
+        BookResponse::AuctionEnded { outcome, .. } => {
             let st = s.sm.read();
             let view = st.book.auction(id).map(|a| auction_view(a, now_ms()));
             let winner = match &outcome {
@@ -188,6 +184,6 @@ fn ended(s: &AppState, id: u64, resp: Result<BookResponse, Response>) -> Result<
             };
             Ok(Json(json!({ "outcome": outcome.as_str(), "purchase": winner, "auction": view })).into_response())
         }
-        Ok(other) => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
+        other => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
     }
 }

@@ -15,14 +15,14 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gavel_raft::{cluster, secret_matches, ClusterError};
+use gavel_raft::{cluster, secret_matches};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::forward::{forward, RawRequest};
 use crate::json::parse_json;
+use crate::request::RawRequest;
 use crate::state::AppState;
 
 /// How long `POST /v1/admin/snapshot` waits for the snapshot to be written.
@@ -65,7 +65,7 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     let recent = |ms: Option<u64>| ms.is_some_and(|ms| ms <= s.raft.config().election_timeout_max);
     let leader_alive = match m.state {
         ServerState::Leader => recent(quorum_ack_ms(&m)),
-        _ => recent(s.leader_contact.elapsed_ms()),
+        _ => recent(s.door.contact.elapsed_ms()),
     };
     let has_leader = m.current_leader.is_some() && leader_alive && m.running_state.is_ok();
     let caught_up = applied >= committed;
@@ -182,56 +182,24 @@ struct AddNode {
     addr: String,
 }
 
-/// Runs a membership change here if this node leads, else forwards it.
-async fn leader_only(
-    s: &AppState,
-    req: &RawRequest,
-    change: impl std::future::Future<Output = Result<(), ClusterError>>,
-) -> Response {
-    match change.await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "ok": true }))).into_response(),
-        Err(ClusterError::NotLeader { leader }) => forward(s, leader, req).await,
-        Err(e) => ApiError::from(e).into_response(),
-    }
-}
-
 pub async fn add_node(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     require_admin_or_secret(&s, &req)?;
     let body: AddNode = parse_json(&req.body)?;
-    let resp = leader_only(
-        &s,
-        &req,
-        cluster::add_node(&s.raft, body.id, &body.addr, s.learner_catchup_timeout),
-    )
-    .await;
-    if resp.status().is_success() {
-        return Ok(cluster_info(State(s)).await.into_response());
-    }
-    Ok(resp)
+    s.door.add_node(body.id, body.addr).await?;
+    // The answer shows the new membership, also on a follower that relayed the change.
+    s.door.read_index().await?;
+    Ok(cluster_info(State(s)).await.into_response())
 }
 
+/// Removes a node; it stops being a worker too, and its auctions are reassigned at once.
 pub async fn remove_node(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,
     req: RawRequest,
 ) -> Result<Response, ApiError> {
     require_admin(&s, &req)?;
-    // A removed node stops being a worker too: its auctions are reassigned at once.
-    let change = async {
-        cluster::remove_node(&s.raft, id).await?;
-        let op = gavel_storage::Op::RemoveWorker { node_id: id };
-        if let Ok((_, gavel_storage::Response::WorkerRemoved { orphaned, .. })) =
-            cluster::write(&s.raft, gavel_storage::Command::new(crate::json::now_ms(), op)).await
-        {
-            tracing::info!(
-                node = id,
-                auctions = orphaned.len(),
-                "removed node's worker unregistered; its auctions will be reassigned"
-            );
-        }
-        Ok(())
-    };
-    Ok(leader_only(&s, &req, change).await)
+    s.door.remove_node(id).await?;
+    Ok((StatusCode::OK, Json(json!({ "ok": true }))).into_response())
 }
 
 /// Takes a snapshot of this node's state now and waits until it is on disk.
@@ -393,12 +361,12 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     let _ = writeln!(
         out,
         "# HELP gavel_http_forwarded_total Requests forwarded to the leader.\n# TYPE gavel_http_forwarded_total counter\ngavel_http_forwarded_total {}",
-        c.forwarded.load(Ordering::Relaxed)
+        s.door.counters.forwarded.load(Ordering::Relaxed)
     );
     let _ = writeln!(
         out,
         "# HELP gavel_bids_refused_early_total Unsigned, unkeyed bids the leader refused as too low without a Raft round.\n# TYPE gavel_bids_refused_early_total counter\ngavel_bids_refused_early_total {}",
-        c.refused_early.load(Ordering::Relaxed)
+        s.door.counters.refused_early.load(Ordering::Relaxed)
     );
     let u = &s.udp.counters;
     let _ = writeln!(

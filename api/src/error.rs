@@ -245,6 +245,7 @@ impl From<ClusterError> for ApiError {
             },
             ClusterError::Unavailable(m) => ApiError::Unavailable(m),
             ClusterError::NotCaughtUp(m) => ApiError::LearnerNotCaughtUp(m),
+            ClusterError::NoCapacity(m) => ApiError::NoCapacity(m),
         }
     }
 }

@@ -11,16 +11,17 @@ pub mod auth;
 pub mod bids;
 pub mod cluster;
 pub mod error;
-pub mod forward;
+pub mod hosting;
 pub mod json;
 pub mod limits;
 pub mod membership;
+pub mod push;
+pub mod request;
 pub mod server;
 pub mod sse;
 pub mod state;
 pub mod subscriptions;
 pub mod udp;
-pub mod worker;
 pub mod workers_api;
 
 use std::future::Future;
@@ -65,21 +66,14 @@ pub fn router(state: AppState) -> Router {
             post(subscriptions::subscribe).delete(subscriptions::unsubscribe),
         )
         .route("/v1/workers", get(workers_api::list))
-        .route(worker::HEARTBEAT_PATH, post(workers_api::heartbeat))
-        .route(worker::CLOCK_PATH, post(workers_api::clock))
-        .route(
-            subscriptions::INTERNAL_SUBSCRIBE_PATH,
-            post(subscriptions::internal_subscribe),
-        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), limit_addresses))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_if_removed))
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .with_state(state.clone());
     api.merge(gavel_raft::rpc::router(
-        state.raft.clone(),
+        state.door.clone(),
         state.secret.clone(),
-        state.leader_contact.clone(),
         state.tls.as_ref().is_some_and(|t| t.require_peer_cert),
     ))
     .method_not_allowed_fallback(method_not_allowed)
@@ -122,14 +116,12 @@ async fn refuse_if_removed(State(s): State<AppState>, req: Request, next: Next) 
     next.run(req).await
 }
 
-/// One token per request from the client's address (for a request forwarded by another
-/// node of this cluster, the address that node saw); node-to-node routes are exempt.
+/// One token per request from the client's address (node-to-node routes, `/raft/*`, are
+/// outside this router's layers).
 async fn limit_addresses(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/v1/internal/") {
-        if let Some(ip) = forward::client_ip(req.headers(), req.extensions(), s.secret.as_deref()) {
-            if let Err(refused) = s.limits.check_address(ip) {
-                return refused.into_response();
-            }
+    if let Some(ip) = request::client_ip(req.extensions()) {
+        if let Err(refused) = s.limits.check_address(ip) {
+            return refused.into_response();
         }
     }
     next.run(req).await

@@ -109,7 +109,8 @@ async fn check(s: &AppState) {
     // nothing to check; neither has one that hears from a leader or is one.
     let m = s.raft.metrics().borrow_watched().clone();
     let heard_recently = s
-        .leader_contact
+        .door
+        .contact
         .elapsed_ms()
         .is_some_and(|ms| ms <= s.raft.config().election_timeout_max);
     if !named || m.state == ServerState::Leader || heard_recently {

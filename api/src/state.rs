@@ -1,22 +1,21 @@
 //! What every handler and background task shares: this node's identity, its Raft handle
-//! and state machine, the cluster secret, the HTTP client used to reach the leader, the
-//! worker registry (leader soft state) and the UDP sender.
+//! and state machine, the front door to the leader (`gavel_raft::front_door`, which also
+//! holds the worker registry), the cluster secret and the UDP sender.
 
 use openraft::async_runtime::watch::WatchReceiver as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gavel_raft::rpc::LeaderContact;
-use gavel_raft::Raft;
+use gavel_raft::{FrontDoor, Raft};
 use gavel_storage::{LogStore, StateMachineStore};
 
 use crate::error::ApiError;
+use crate::hosting::WorkerConfig;
 use crate::udp::UdpSender;
-use crate::worker::{Registry, WorkerConfig};
 
-/// How long a forwarded request may take at the leader.
-pub const FORWARD_TIMEOUT_MS: u64 = 15_000;
+/// How long a request to another node (a peer's cluster view) may take.
+pub const PEER_REQUEST_TIMEOUT_MS: u64 = 15_000;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -30,17 +29,15 @@ pub struct Inner {
     pub log: LogStore,
     /// Cluster secret; `None` makes this a single-node deployment.
     pub secret: Option<Arc<str>>,
+    /// HTTP client for reads from peers (their cluster view).
     pub client: reqwest::Client,
     pub counters: Counters,
     /// Connection counters of the HTTP server.
     pub connections: Arc<crate::server::ConnectionCounters>,
-    /// When a leader last reached this node (see `gavel_raft::rpc::LeaderContact`).
-    pub leader_contact: Arc<LeaderContact>,
+    /// The one way to the leader: writes, read indexes, heartbeats, membership.
+    pub door: FrontDoor,
     pub worker: WorkerConfig,
-    pub registry: Registry,
     pub udp: UdpSender,
-    /// Group commit for client writes.
-    pub proposer: gavel_raft::cluster::Proposer,
     /// UDP subscriptions waiting for their address to prove it wants them.
     pub proofs: crate::subscriptions::Proofs,
     /// Token buckets per address and per account.
@@ -49,8 +46,6 @@ pub struct Inner {
     /// `https` or `http`: how this node addresses the others.
     pub scheme: &'static str,
     pub data_dir: Option<std::path::PathBuf>,
-    pub learner_catchup_timeout: Duration,
-    pub idempotency_limits: gavel_storage::IdempotencyLimits,
     /// The membership log index at which this node saw itself removed; 0 while a member
     /// (see [`crate::membership`]).
     pub removed_at: AtomicU64,
@@ -62,9 +57,6 @@ pub struct Counters {
     pub http_2xx: AtomicU64,
     pub http_4xx: AtomicU64,
     pub http_5xx: AtomicU64,
-    pub forwarded: AtomicU64,
-    /// Bids the leader refused as too low without a Raft round.
-    pub refused_early: AtomicU64,
 }
 
 impl Counters {
@@ -83,6 +75,7 @@ pub struct NodeCore {
     pub raft: Raft,
     pub sm: StateMachineStore,
     pub log: LogStore,
+    pub door: FrontDoor,
 }
 
 /// The API's settings.
@@ -95,10 +88,6 @@ pub struct ApiConfig {
     pub source_ip: Option<std::net::IpAddr>,
     /// The node's data dir (for its removal marker); `None` in tests without one.
     pub data_dir: Option<std::path::PathBuf>,
-    /// How long adding a node waits for it to acknowledge the log.
-    pub learner_catchup_timeout: Duration,
-    /// The idempotency table's bounds this node proposes when it leads.
-    pub idempotency_limits: gavel_storage::IdempotencyLimits,
     pub rate_limits: crate::limits::RateLimitConfig,
     /// TLS of the listener and towards other nodes.
     pub tls: Option<Arc<gavel_raft::tls::NodeTls>>,
@@ -106,14 +95,12 @@ pub struct ApiConfig {
 
 impl AppState {
     pub fn new(core: NodeCore, config: ApiConfig, worker: WorkerConfig, udp: UdpSender) -> Self {
-        let NodeCore { raft, sm, log } = core;
+        let NodeCore { raft, sm, log, door } = core;
         let ApiConfig {
             cluster_name,
             secret,
             source_ip,
             data_dir,
-            learner_catchup_timeout,
-            idempotency_limits,
             rate_limits,
             tls,
         } = config;
@@ -130,7 +117,7 @@ impl AppState {
         }
         let mut builder = reqwest::Client::builder()
             .local_address(source_ip)
-            .timeout(Duration::from_millis(FORWARD_TIMEOUT_MS))
+            .timeout(Duration::from_millis(PEER_REQUEST_TIMEOUT_MS))
             .connect_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(32)
             .pool_idle_timeout(Duration::from_millis(gavel_raft::network::CLIENT_POOL_IDLE_MS))
@@ -139,7 +126,6 @@ impl AppState {
             builder = tls.peer_client(builder).expect("the TLS files were checked at start");
         }
         let client = builder.build().expect("HTTP client builds");
-        let proposer = gavel_raft::cluster::Proposer::start(raft.clone());
         AppState(Arc::new(Inner {
             node_id: worker.node_id,
             cluster_name,
@@ -150,18 +136,14 @@ impl AppState {
             client,
             counters: Counters::default(),
             connections: Arc::default(),
-            leader_contact: Arc::new(LeaderContact::default()),
-            registry: Registry::new(worker.grace),
+            door,
             worker,
             udp,
-            proposer,
             proofs: Default::default(),
             limits: crate::limits::RateLimits::new(rate_limits),
             scheme: gavel_raft::tls::scheme(tls.as_deref()),
             tls,
             data_dir,
-            learner_catchup_timeout,
-            idempotency_limits,
             removed_at: AtomicU64::new(removed_at),
         }))
     }

@@ -16,10 +16,9 @@
 //! address the account already holds needs no new proof.
 //!
 //! Any node takes subscriptions: the node that challenged the address receives the
-//! confirm, and commits through the leader (`/v1/internal/subscribe`, with the cluster
-//! secret; the leader's `apply` checks the caller's token again).
+//! confirm, and commits the subscription through the front door like any write (the
+//! leader's `apply` checks the caller's token again).
 
-use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -29,18 +28,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gavel_raft::cluster;
 use gavel_storage::book::accounts::{hash_token, Caller};
 use gavel_storage::{Command, Op, Rejection, Response as BookResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::auctions::propose;
 use crate::auth::{authenticate, Authenticated};
 use crate::error::ApiError;
-use crate::forward::RawRequest;
 use crate::json::{now_ms, parse_json, rfc3339, ApiPath};
+use crate::request::RawRequest;
 use crate::state::AppState;
 use crate::udp::{Inbound, ProofFrame, Push, SubscribeFrame};
 
@@ -54,7 +52,6 @@ pub const PROOF_DEADLINE_MS: u64 = 10_000;
 pub const PENDING_PER_ACCOUNT_MAX: usize = 16;
 /// Unproven subscriptions waiting on this node in all.
 pub const PENDING_MAX: usize = 4096;
-pub const INTERNAL_SUBSCRIBE_PATH: &str = "/v1/internal/subscribe";
 
 struct Pending {
     caller: Caller,
@@ -245,12 +242,11 @@ pub async fn subscribe(
         ttl_secs,
     };
     match propose(&s, &req, |_, _| Ok(op)).await? {
-        Err(forwarded) => Ok(forwarded),
-        Ok(BookResponse::Subscribed {
+        BookResponse::Subscribed {
             auction_id,
             addr,
             expires_at_ms,
-        }) => Ok((
+        } => Ok((
             StatusCode::CREATED,
             Json(json!({
                 "auction_id": auction_id,
@@ -260,7 +256,7 @@ pub async fn subscribe(
             })),
         )
             .into_response()),
-        Ok(other) => Err(ApiError::Internal(format!(
+        other => Err(ApiError::Internal(format!(
             "unexpected response to subscribe: {other:?}"
         ))),
     }
@@ -279,75 +275,42 @@ pub async fn unsubscribe(
         auction_id: id,
         addr: body.udp,
     };
-    match propose(&s, &req, |_, _| Ok(op)).await? {
-        Err(forwarded) => Ok(forwarded),
-        Ok(_) => Ok(Json(json!({ "ok": true })).into_response()),
-    }
+    propose(&s, &req, |_, _| Ok(op)).await?;
+    Ok(Json(json!({ "ok": true })).into_response())
 }
 
-/// What `/v1/internal/subscribe` carries: a proven (or renewed) subscription, or an
-/// unsubscribe (`ttl_secs` 0), with the caller it is made for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InternalSubscribe {
-    pub auction_id: u64,
-    pub addr: String,
-    pub ttl_secs: u32,
-    pub account: String,
-    /// Hex of the caller's token hash (the token itself never leaves the first node).
-    pub token_hash: String,
+/// A proven (or renewed) subscription, or an unsubscribe (`ttl_secs` 0), with the
+/// caller it is made for.
+struct Change {
+    auction_id: u64,
+    addr: String,
+    ttl_secs: u32,
+    caller: Caller,
 }
 
-impl InternalSubscribe {
-    fn command(&self) -> Result<Command, ApiError> {
-        let hash: [u8; 32] = hex::decode(&self.token_hash)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| ApiError::invalid("token_hash must be 32 bytes of hex"))?;
-        let op = if self.ttl_secs == 0 {
-            Op::Unsubscribe {
-                auction_id: self.auction_id,
-                addr: self.addr.clone(),
-            }
-        } else {
-            Op::Subscribe {
-                auction_id: self.auction_id,
-                addr: self.addr.clone(),
-                ttl_secs: self.ttl_secs,
-            }
-        };
-        Ok(Command::new(now_ms(), op).with_caller(Caller {
-            account: self.account.clone(),
-            token_hash: hash,
-        }))
+/// Commits a subscription change through the front door.
+async fn commit(s: &AppState, change: Change) -> Result<(), String> {
+    let op = if change.ttl_secs == 0 {
+        Op::Unsubscribe {
+            auction_id: change.auction_id,
+            addr: change.addr,
+        }
+    } else {
+        Op::Subscribe {
+            auction_id: change.auction_id,
+            addr: change.addr,
+            ttl_secs: change.ttl_secs,
+        }
+    };
+    match s
+        .door
+        .write(Command::new(now_ms(), op).with_caller(change.caller))
+        .await
+    {
+        Ok(BookResponse::Rejected(r)) => Err(r.code().to_string()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
-}
-
-/// On the leader: commits a subscription another node proved (cluster secret required).
-pub async fn internal_subscribe(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
-    crate::workers_api::internal_guard(&s, &req)?;
-    let body: InternalSubscribe = parse_json(&req.body)?;
-    match s.proposer.write(body.command()?).await {
-        Ok((_, BookResponse::Rejected(r))) => Err(ApiError::Rejected(r)),
-        Ok(_) => Ok(Json(json!({ "ok": true })).into_response()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Commits a subscription change: through the proposer on the leader, else through the
-/// leader's internal route.
-async fn commit(s: &AppState, change: InternalSubscribe) -> Result<(), String> {
-    let leading = s.raft.metrics().borrow_watched().state == openraft::ServerState::Leader;
-    if leading {
-        let cmd = change.command().map_err(|e| e.to_string())?;
-        return match s.proposer.write(cmd).await {
-            Ok((_, BookResponse::Rejected(r))) => Err(r.code().to_string()),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        };
-    }
-    let leader = cluster::leader(&s.raft).ok_or("no leader")?;
-    crate::worker::to_leader(s, &leader, INTERNAL_SUBSCRIBE_PATH, &change).await
 }
 
 /// Handles datagrams from the UDP port: subscribe requests (token inside) get a
@@ -359,12 +322,11 @@ pub async fn run_datagram_requests(s: AppState, mut requests: mpsc::Receiver<(In
             Inbound::Subscribe(frame) => on_subscribe(&s, frame, from).await,
             Inbound::Confirm(frame) => match s.proofs.confirm(from, &frame) {
                 Some((caller, ttl_secs)) => {
-                    let change = InternalSubscribe {
+                    let change = Change {
                         auction_id: frame.auction_id,
                         addr: from.to_string(),
                         ttl_secs,
-                        account: caller.account,
-                        token_hash: hex::encode(caller.token_hash),
+                        caller,
                     };
                     let committed = commit(&s, change).await;
                     // Once committed the entry stays until this node has applied the
@@ -397,12 +359,11 @@ async fn on_subscribe(s: &AppState, frame: SubscribeFrame, from: SocketAddr) -> 
         },
         account,
     };
-    let change = InternalSubscribe {
+    let change = Change {
         auction_id: frame.auction_id,
         addr: from.to_string(),
         ttl_secs: if frame.subscribe { frame.ttl_secs } else { 0 },
-        account: auth.name().to_string(),
-        token_hash: hex::encode(token_hash),
+        caller: auth.caller.clone(),
     };
     if !frame.subscribe {
         s.proofs.finish(from, frame.auction_id);

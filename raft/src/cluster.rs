@@ -1,12 +1,13 @@
-//! Writes through Raft, linearizable read barriers, and membership changes, with the
-//! errors the API maps to HTTP statuses.
+//! The Raft calls behind the front door ([`crate::front_door`]): one write, a read-index
+//! barrier, membership changes, the leadership hand-off, with the errors the API maps to
+//! HTTP statuses.
 //!
 //! Joining is two steps, as Raft requires: the new node is added as a learner and the
 //! call waits until it has caught up (from the log, or a snapshot if the log behind it
 //! was purged); then it is promoted to voter. Both steps are committed membership
 //! entries, so a restart never repeats them. Every function here must run on the leader;
-//! elsewhere it fails with [`ClusterError::NotLeader`] naming the leader, and the API
-//! forwards the request there.
+//! elsewhere it fails with [`ClusterError::NotLeader`] naming the leader, and the front
+//! door sends the request there.
 
 use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::BTreeSet;
@@ -17,7 +18,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, ForwardToLeader, 
 use std::time::Duration;
 
 use openraft::{BasicNode, ChangeMembers, ServerState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Raft;
 
@@ -26,13 +27,15 @@ use crate::Raft;
 static MEMBERSHIP_CHANGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A node id and its HTTP/RPC address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAddr {
     pub id: u64,
     pub addr: String,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a write, read barrier or membership change did not happen. It crosses node RPC
+/// (bincode) when a follower's request ran on the leader.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum ClusterError {
     /// This node is not the leader; `leader` is who is, if known.
     #[error("this node is not the leader")]
@@ -49,6 +52,9 @@ pub enum ClusterError {
     /// A learner did not acknowledge the log in time; it stays a learner.
     #[error("{0}")]
     NotCaughtUp(String),
+    /// No live worker has room for a new auction.
+    #[error("{0}")]
+    NoCapacity(String),
 }
 
 fn forward(f: ForwardToLeader<TypeConfig>) -> ClusterError {
@@ -77,154 +83,20 @@ fn write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Cluste
     }
 }
 
-/// Proposes `cmd`, waits until it is committed and applied here, returns its response.
-pub async fn write(raft: &Raft, cmd: Command) -> Result<(LogId, Response), ClusterError> {
+/// Proposes `cmd` as one entry, waits until it is committed and applied here, returns its
+/// response. Everything else writes through [`crate::front_door::FrontDoor::write`].
+pub(crate) async fn write(raft: &Raft, cmd: Command) -> Result<(LogId, Response), ClusterError> {
     let resp = raft.client_write(cmd).await.map_err(write_error)?;
     Ok((resp.log_id, resp.data))
 }
 
-/// Commands gathered into one log entry at most.
-pub const BATCH_COMMANDS_MAX: usize = 256;
-/// Encoded bytes of the commands gathered into one log entry at most (a single larger
-/// command still goes alone). sled stores a value over 128 KiB (a quarter of its segment)
-/// in a separate blob file that it never fsyncs, so entries stay well under that.
-pub const BATCH_BYTES_MAX: usize = 64 * 1024;
-/// Encoded bytes of one client command at most. Requests are bounded far below this
-/// (64 KiB bodies, 128-byte names, 256-byte titles, 64 increment bands); the check keeps
-/// every log entry under `gavel_storage::log_store::ENTRY_BYTES_MAX` whatever comes in.
-pub const COMMAND_BYTES_MAX: usize = 32 * 1024;
-const _: () = assert!(BATCH_BYTES_MAX + COMMAND_BYTES_MAX < gavel_storage::log_store::ENTRY_BYTES_MAX);
-/// Proposals (entries) in flight at once; while they are, new commands queue up and form
-/// the next batch.
-pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
-/// Commands waiting for a proposal slot.
-pub const PROPOSER_QUEUE_MAX: usize = 8192;
-
-type Reply = tokio::sync::oneshot::Sender<Result<(LogId, Response), ClusterError>>;
-
-/// Group commit for client writes. openraft 0.9 appends (and fsyncs) each client write
-/// on its own, so under concurrency the log's flush rate caps throughput. The proposer
-/// hands commands to Raft as they come while fewer than [`PROPOSALS_IN_FLIGHT_MAX`]
-/// proposals are in flight; beyond that, commands queue and the next proposal carries all
-/// of them (up to [`BATCH_COMMANDS_MAX`]) as one `Op::Batch` entry: one append, one fsync,
-/// one replication round. A single client sees no added latency.
-#[derive(Clone)]
-pub struct Proposer {
-    tx: tokio::sync::mpsc::Sender<(Command, Reply)>,
-}
-
-impl Proposer {
-    pub fn start(raft: Raft) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Command, Reply)>(PROPOSER_QUEUE_MAX);
-        tokio::spawn(async move {
-            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
-            // A command taken from the queue that did not fit the previous batch.
-            let mut carry = None;
-            loop {
-                let first = match carry.take() {
-                    Some(first) => first,
-                    None => match rx.recv().await {
-                        Some(first) => first,
-                        None => return,
-                    },
-                };
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let (batch, rest) = gather(first, &mut rx);
-                carry = rest;
-                let raft = raft.clone();
-                tokio::spawn(async move {
-                    propose_batch(&raft, batch).await;
-                    drop(slot);
-                });
-            }
-        });
-        Proposer { tx }
-    }
-
-    /// Like [`write`], through the group commit. A command whose encoding exceeds
-    /// [`COMMAND_BYTES_MAX`] is refused before it reaches the log.
-    pub async fn write(&self, cmd: Command) -> Result<(LogId, Response), ClusterError> {
-        let len = encoded_len(&cmd);
-        if len > COMMAND_BYTES_MAX {
-            return Err(ClusterError::InvalidInput(format!(
-                "the command is {len} bytes encoded, over the {COMMAND_BYTES_MAX}-byte limit"
-            )));
-        }
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((cmd, reply))
-            .await
-            .map_err(|_| ClusterError::Unavailable("the proposer stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| ClusterError::Unavailable("the proposal was dropped".into()))?
-    }
-}
-
-/// A command waiting in the proposer's queue, with whatever answers it.
-type Queued<T> = (Command, T);
-
-/// Encoded size of a command, as the log stores it.
-fn encoded_len(cmd: &Command) -> usize {
-    gavel_storage::codec::encoded_record_len(cmd).unwrap_or(usize::MAX)
-}
-
-/// `first` and whatever is queued behind it, up to [`BATCH_COMMANDS_MAX`] commands and
-/// [`BATCH_BYTES_MAX`] encoded bytes; also the command taken that did not fit, if any.
-fn gather<T>(first: Queued<T>, rx: &mut tokio::sync::mpsc::Receiver<Queued<T>>) -> (Vec<Queued<T>>, Option<Queued<T>>) {
-    let mut bytes = encoded_len(&first.0);
-    let mut batch = vec![first];
-    while batch.len() < BATCH_COMMANDS_MAX {
-        let Ok(next) = rx.try_recv() else {
-            return (batch, None);
-        };
-        let len = encoded_len(&next.0);
-        if bytes.saturating_add(len) > BATCH_BYTES_MAX {
-            return (batch, Some(next));
-        }
-        bytes += len;
-        batch.push(next);
-    }
-    (batch, None)
-}
-
-async fn propose_batch(raft: &Raft, mut batch: Vec<(Command, Reply)>) {
-    if batch.len() == 1 {
-        let (cmd, reply) = batch.pop().expect("one command");
-        let _ = reply.send(write(raft, cmd).await);
-        return;
-    }
-    let ts = batch.iter().map(|(c, _)| c.ts_ms).max().unwrap_or(0);
-    let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
-    match write(raft, Command::new(ts, gavel_storage::Op::Batch(commands))).await {
-        Ok((log_id, Response::Batch(responses))) if responses.len() == replies.len() => {
-            for (response, reply) in responses.into_iter().zip(replies) {
-                let _ = reply.send(Ok((log_id, response)));
-            }
-        }
-        Ok((_, other)) => {
-            for reply in replies {
-                let _ = reply.send(Err(ClusterError::Unavailable(format!(
-                    "unexpected batch response: {other:?}"
-                ))));
-            }
-        }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
-    }
-}
-
-/// A read-index barrier: confirms leadership with a quorum and waits until this node has
-/// applied everything committed before the read. After it, local state is linearizable.
-pub async fn read_barrier(raft: &Raft) -> Result<(), ClusterError> {
+/// A read-index barrier on the leader: confirms leadership with a quorum and waits until
+/// this node has applied everything committed before the read. After it, local state is
+/// linearizable. Returns the read index (what a follower must apply before it reads).
+pub async fn read_barrier(raft: &Raft) -> Result<u64, ClusterError> {
     raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex)
         .await
-        .map(|_| ())
+        .map(|read| read.index())
         .map_err(|e| match e {
             RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => forward(f),
             RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)) => ClusterError::Unavailable(q.to_string()),
@@ -404,68 +276,4 @@ pub async fn committed(raft: &Raft) -> Option<LogId> {
         .await
         .ok()
         .flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use gavel_storage::Op;
-
-    fn bid(n: usize, bidder_len: usize) -> Command {
-        Command::new(
-            n as u64,
-            Op::PlaceBid {
-                auction_id: 1,
-                bidder: format!("{}{n}", "b".repeat(bidder_len)),
-                amount: Some(1_000 + n as u64),
-                max_amount: None,
-            },
-        )
-    }
-
-    /// Drains the queue the way the proposer does; returns the batches.
-    fn drain(commands: Vec<Command>) -> Vec<Vec<Command>> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(commands.len().max(1));
-        for c in commands {
-            tx.try_send((c, ())).unwrap();
-        }
-        drop(tx);
-        let mut batches = Vec::new();
-        let mut carry = None;
-        while let Some(first) = carry.take().or_else(|| rx.try_recv().ok()) {
-            let (batch, rest) = gather(first, &mut rx);
-            carry = rest;
-            batches.push(batch.into_iter().map(|(c, ())| c).collect());
-        }
-        batches
-    }
-
-    #[test]
-    fn batches_stay_under_the_byte_bound_and_keep_every_command_in_order() {
-        // 300 commands of ~1 KiB: the byte bound, not the count, splits them.
-        let commands: Vec<Command> = (0..300).map(|n| bid(n, 1_000)).collect();
-        let batches = drain(commands.clone());
-        assert!(batches.len() >= 5, "{} batches", batches.len());
-        for b in &batches {
-            let bytes: usize = b.iter().map(encoded_len).sum();
-            assert!(bytes <= BATCH_BYTES_MAX, "a batch of {bytes} bytes");
-        }
-        assert_eq!(batches.concat(), commands);
-    }
-
-    #[test]
-    fn small_commands_are_bounded_by_count() {
-        let commands: Vec<Command> = (0..600).map(|n| bid(n, 4)).collect();
-        let batches = drain(commands.clone());
-        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256, 88]);
-        assert_eq!(batches.concat(), commands);
-    }
-
-    #[test]
-    fn a_command_over_the_byte_bound_goes_alone() {
-        let commands = vec![bid(0, 4), bid(1, BATCH_BYTES_MAX + 1), bid(2, 4)];
-        let batches = drain(commands.clone());
-        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
-        assert_eq!(batches.concat(), commands);
-    }
 }

@@ -4,16 +4,26 @@
 //! - [`network`]: the client side of node-to-node RPC (HTTP, bincode bodies, pooled
 //!   keep-alive connections, the cluster secret).
 //! - [`rpc`]: the server side: axum routes under `/raft/` that feed openraft.
-//! - [`cluster`]: writes, membership changes (join, remove) and their errors.
+//! - [`front_door`]: the one way a node's writes and leader-only requests reach the
+//!   leader: admitted there, or sent on as typed requests over node RPC.
+//! - [`proposer`]: the leader's group commit.
+//! - [`workers`]: the worker registry (liveness, re-reports, registration) and the
+//!   leader's reassignment loop.
+//! - [`cluster`]: the Raft calls beneath: one write, read barriers, membership changes,
+//!   the leadership hand-off, and their errors.
 
 pub mod cluster;
 pub mod config;
+pub mod front_door;
 pub mod network;
+pub mod proposer;
 pub mod rpc;
 pub mod tls;
+pub mod workers;
 
 pub use cluster::{ClusterError, NodeAddr};
 pub use config::RaftTimings;
+pub use front_door::{FrontDoor, FrontDoorConfig};
 pub use network::HttpNetwork;
 
 /// The Raft handle of a Gavel node.

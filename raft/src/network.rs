@@ -1,6 +1,6 @@
 //! Node-to-node RPC, client side: openraft's `RaftNetworkFactory` over HTTP.
 //!
-//! Each RPC is one `POST http://<peer>/raft/<append|vote|pre-vote|snapshot|transfer-leader>`
+//! Each RPC is one `POST http://<peer>/raft/<append|vote|pre-vote|snapshot|transfer-leader|forward>`
 //! with a bincode 2 (serde mode) body of openraft's request type (a snapshot goes whole:
 //! the leader's vote, its meta and the file, see [`crate::rpc::SnapshotTransfer`]), and `Authorization: Bearer <secret>`.
 //! The response body is the bincode of `Result<Response, RaftError>` as the peer's Raft
@@ -61,6 +61,32 @@ impl HttpNetwork {
             client: builder.build().map_err(|e| e.to_string())?,
             secret: secret.into(),
             scheme: crate::tls::scheme(tls),
+        })
+    }
+}
+
+impl HttpNetwork {
+    /// One request to node `to` on a `/raft/*` route, outside openraft (the front door's
+    /// `/raft/forward`): its answer, or why there was none.
+    pub(crate) async fn call_node<Req, Answer>(
+        &self,
+        to: &crate::NodeAddr,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Answer, String>
+    where
+        Req: Serialize,
+        Answer: DeserializeOwned,
+    {
+        let peer = Peer {
+            target: to.id,
+            base: format!("{}://{}", self.scheme, to.addr),
+            client: self.client.clone(),
+            secret: self.secret.clone(),
+        };
+        peer.call(path, req, timeout).await.map_err(|t| match t {
+            Transport::Unreachable(e) | Transport::Network(e) => e.to_string(),
         })
     }
 }

@@ -21,13 +21,19 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeader
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{secret_matches, Raft};
+use crate::front_door::{Answer, Forwarded, FrontDoor};
+use crate::{secret_matches, ClusterError, Raft};
 
 pub const RPC_APPEND_PATH: &str = "/raft/append";
 pub const RPC_VOTE_PATH: &str = "/raft/vote";
 pub const RPC_PRE_VOTE_PATH: &str = "/raft/pre-vote";
 pub const RPC_SNAPSHOT_PATH: &str = "/raft/snapshot";
 pub const RPC_TRANSFER_LEADER_PATH: &str = "/raft/transfer-leader";
+/// A follower's request to the leader (see [`crate::front_door`]).
+pub const RPC_FORWARD_PATH: &str = "/raft/forward";
+/// Largest forwarded request: a command is at most `proposer::COMMAND_BYTES_MAX`, a
+/// heartbeat lists the worker's hosted auctions.
+pub const RPC_FORWARD_BODY_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Largest RPC body accepted, but for a snapshot: a batch of entries.
 pub const RPC_BODY_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Largest snapshot body: the largest snapshot file and its meta.
@@ -101,12 +107,13 @@ impl LeaderContact {
 struct RpcState {
     raft: Raft,
     contact: Arc<LeaderContact>,
+    door: FrontDoor,
 }
 
 /// The `/raft/*` routes. `secret` is the cluster secret; `None` refuses every request.
 /// With `require_peer_cert`, a connection whose client certificate did not verify
 /// against the peer CA is refused too (see [`crate::tls`]).
-pub fn router(raft: Raft, secret: Option<Arc<str>>, contact: Arc<LeaderContact>, require_peer_cert: bool) -> Router {
+pub fn router(door: FrontDoor, secret: Option<Arc<str>>, require_peer_cert: bool) -> Router {
     Router::new()
         .route(RPC_APPEND_PATH, post(append))
         .route(RPC_VOTE_PATH, post(vote))
@@ -117,11 +124,19 @@ pub fn router(raft: Raft, secret: Option<Arc<str>>, contact: Arc<LeaderContact>,
             RPC_SNAPSHOT_PATH,
             post(snapshot).layer(DefaultBodyLimit::max(RPC_SNAPSHOT_BODY_MAX_BYTES)),
         )
+        .route(
+            RPC_FORWARD_PATH,
+            post(forward).layer(DefaultBodyLimit::max(RPC_FORWARD_BODY_MAX_BYTES)),
+        )
         .layer(middleware::from_fn_with_state(
             (secret, require_peer_cert),
             require_secret,
         ))
-        .with_state(RpcState { raft, contact })
+        .with_state(RpcState {
+            raft: door.raft.clone(),
+            contact: door.contact.clone(),
+            door,
+        })
 }
 
 async fn require_secret(
@@ -216,6 +231,14 @@ async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
 async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
     handle(body, |req: TransferLeaderRequest<TypeConfig>| async move {
         s.raft.handle_transfer_leader(req).await
+    })
+    .await
+}
+
+async fn forward(State(s): State<RpcState>, body: Bytes) -> Response {
+    handle(body, |req: Forwarded| async move {
+        let answer: Result<Answer, ClusterError> = s.door.serve(req).await;
+        answer
     })
     .await
 }

@@ -1,0 +1,369 @@
+//! The front door: the one way anything on a node reaches the leader.
+//!
+//! Every change a node wants committed (a client's command, a worker's clock, a worker
+//! registration, a reassignment, a UDP subscription, the first admin) is a typed
+//! [`Command`] handed to [`FrontDoor::write`]. So are the other requests only the leader
+//! can answer: a read index, a worker's heartbeat, a membership change, worker liveness.
+//!
+//! - **On the leader** a write is *admitted*: stamped with the leader's clock (apply's
+//!   only time source), placed on a live worker if it creates an auction, refused at once
+//!   if it is a bid already below the applied price (see `AuctionBook::refuses_early`),
+//!   and otherwise proposed through the group commit ([`crate::proposer`]).
+//! - **On a follower** the typed request travels to the leader over node RPC
+//!   (`POST /raft/forward`, bincode, the cluster secret; see [`crate::rpc`]) and the
+//!   leader admits it there. The follower has already parsed, validated and
+//!   authenticated the client's request; the command carries the caller, the
+//!   idempotency key and request digest, and a signed bid's signature, so the leader
+//!   never sees HTTP. The caller is checked again in `apply` against the state at the
+//!   command's index.
+//! - A node that gets a forwarded request and does not lead answers
+//!   [`ClusterError::NotLeader`]; it never forwards again, so nothing loops during an
+//!   election. A leader that could not be reached is the same error naming it.
+//!
+//! Reads that must be linearizable ask the leader for its read index the same way, wait
+//! until this node has applied that far, and read locally (openraft's follower read).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gavel_storage::{Command, IdempotencyLimits, NodeId, Op, Response, StateMachineStore};
+use openraft::async_runtime::watch::WatchReceiver as _;
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{self, ClusterError};
+use crate::network::HttpNetwork;
+use crate::proposer::Proposer;
+use crate::rpc::LeaderContact;
+use crate::workers::{self, Heartbeat, Registry};
+use crate::Raft;
+
+/// How long a forwarded write or read index may take at the leader.
+pub const FORWARD_TIMEOUT_MS: u64 = 15_000;
+/// How long a follower waits to apply up to the leader's read index.
+pub const READ_INDEX_WAIT_MS: u64 = 5_000;
+/// How long creating an auction waits for a live worker with spare capacity (just after
+/// start-up or a leader change no worker has reported yet).
+pub const WORKER_WAIT_MS: u64 = 2_000;
+/// How often that wait looks again.
+const WORKER_POLL_MS: u64 = 20;
+
+/// What a follower asks of the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Forwarded {
+    /// Admit and commit this command; answer its response.
+    Write(Box<Command>),
+    /// Confirm leadership and answer the index a read must wait for.
+    ReadIndex,
+    /// A worker's liveness report.
+    Heartbeat(Heartbeat),
+    AddNode {
+        id: NodeId,
+        addr: String,
+    },
+    RemoveNode {
+        id: NodeId,
+    },
+    /// The leader's view of worker liveness.
+    Workers,
+}
+
+/// The leader's answer to a [`Forwarded`] request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Answer {
+    /// The command's response, and the index of its entry (none for an early refusal).
+    Written(Option<u64>, Response),
+    ReadIndex(u64),
+    Done,
+    Workers(Vec<workers::Liveness>),
+}
+
+/// This node's settings for the front door.
+#[derive(Debug, Clone)]
+pub struct FrontDoorConfig {
+    pub node_id: NodeId,
+    /// A worker silent this long loses its auctions.
+    pub worker_grace: Duration,
+    /// How long adding a node waits for it to acknowledge the log.
+    pub learner_catchup_timeout: Duration,
+    /// The idempotency table's bounds this node proposes when it leads.
+    pub idempotency_limits: IdempotencyLimits,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct DoorCounters {
+    /// Requests this node sent on to the leader.
+    pub forwarded: AtomicU64,
+    /// Bids the leader refused as too low without a Raft round.
+    pub refused_early: AtomicU64,
+}
+
+/// The front door of one node (cheap to clone).
+#[derive(Clone)]
+pub struct FrontDoor(Arc<Inner>);
+
+pub struct Inner {
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    /// The leader's soft state about workers.
+    pub registry: Registry,
+    /// When a leader last reached this node.
+    pub contact: Arc<LeaderContact>,
+    pub counters: DoorCounters,
+    pub config: FrontDoorConfig,
+    proposer: Proposer,
+    network: HttpNetwork,
+}
+
+impl std::ops::Deref for FrontDoor {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Milliseconds since the Unix epoch by this node's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl FrontDoor {
+    /// Starts the group commit; `network` reaches the other nodes.
+    pub fn new(raft: Raft, sm: StateMachineStore, network: HttpNetwork, config: FrontDoorConfig) -> Self {
+        FrontDoor(Arc::new(Inner {
+            proposer: Proposer::start(raft.clone()),
+            registry: Registry::new(config.worker_grace),
+            contact: Arc::new(LeaderContact::default()),
+            counters: DoorCounters::default(),
+            raft,
+            sm,
+            config,
+            network,
+        }))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// Commits `cmd` (admitted by the leader, wherever it came in) and returns its
+    /// response; a rejection is a `Response::Rejected`. When it returns, this node has
+    /// applied the command too, so the caller can read its effect here.
+    pub async fn write(&self, cmd: Command) -> Result<Response, ClusterError> {
+        if self.is_leader() {
+            // Only a leader that has stepped down gives NotLeader, before anything was
+            // appended: sending the command on is safe.
+            match self.admit(cmd.clone()).await {
+                Err(ClusterError::NotLeader { .. }) => {}
+                done => return done.map(|(_, response)| response),
+            }
+        }
+        let (index, response) = match self
+            .forward(Forwarded::Write(Box::new(cmd)), FORWARD_TIMEOUT_MS)
+            .await?
+        {
+            Answer::Written(index, response) => (index, response),
+            other => return Err(unexpected(other)),
+        };
+        if let Some(index) = index {
+            self.wait_applied(index).await.map_err(|e| {
+                ClusterError::Unavailable(format!(
+                    "the write committed at index {index}, but this node has not applied it yet \
+                     ({e}); retry with the same Idempotency-Key for its answer"
+                ))
+            })?;
+        }
+        Ok(response)
+    }
+
+    /// Waits until this node has applied `index`, up to [`READ_INDEX_WAIT_MS`].
+    async fn wait_applied(&self, index: u64) -> Result<(), String> {
+        self.raft
+            .wait(Some(Duration::from_millis(READ_INDEX_WAIT_MS)))
+            .applied_index_at_least(Some(index), "index applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// After it returns, reading this node's state is linearizable: the leader confirmed
+    /// its leadership with a quorum, and this node has applied everything committed
+    /// before the read began.
+    pub async fn read_index(&self) -> Result<(), ClusterError> {
+        if self.is_leader() {
+            match cluster::read_barrier(&self.raft).await {
+                Err(ClusterError::NotLeader { .. }) => {}
+                done => return done.map(|_| ()),
+            }
+        }
+        let index = match self.forward(Forwarded::ReadIndex, FORWARD_TIMEOUT_MS).await? {
+            Answer::ReadIndex(index) => index,
+            other => return Err(unexpected(other)),
+        };
+        self.wait_applied(index).await.map_err(|e| {
+            ClusterError::Unavailable(format!(
+                "this node has not applied up to the leader's read index {index} in time ({e}); retry"
+            ))
+        })
+    }
+
+    /// Reports this node's worker liveness to the leader.
+    pub async fn heartbeat(&self, hb: Heartbeat) -> Result<(), ClusterError> {
+        if self.is_leader() {
+            return workers::on_heartbeat(self, hb).await;
+        }
+        self.forward(Forwarded::Heartbeat(hb), FORWARD_TIMEOUT_MS)
+            .await
+            .map(|_| ())
+    }
+
+    /// Adds node `id` at `addr` (see [`cluster::add_node`]).
+    pub async fn add_node(&self, id: NodeId, addr: String) -> Result<(), ClusterError> {
+        if self.is_leader() {
+            match cluster::add_node(&self.raft, id, &addr, self.config.learner_catchup_timeout).await {
+                Err(ClusterError::NotLeader { .. }) => {}
+                done => return done,
+            }
+        }
+        let timeout = self.config.learner_catchup_timeout.as_millis() as u64 + FORWARD_TIMEOUT_MS;
+        self.forward(Forwarded::AddNode { id, addr }, timeout).await.map(|_| ())
+    }
+
+    /// Removes node `id`, and its worker: its auctions are reassigned at once.
+    pub async fn remove_node(&self, id: NodeId) -> Result<(), ClusterError> {
+        if self.is_leader() {
+            match self.remove_here(id).await {
+                Err(ClusterError::NotLeader { .. }) => {}
+                done => return done,
+            }
+        }
+        self.forward(Forwarded::RemoveNode { id }, FORWARD_TIMEOUT_MS)
+            .await
+            .map(|_| ())
+    }
+
+    /// The leader's view of worker liveness.
+    pub async fn workers(&self) -> Result<Vec<workers::Liveness>, ClusterError> {
+        if self.is_leader() {
+            return Ok(workers::liveness(self));
+        }
+        match self.forward(Forwarded::Workers, FORWARD_TIMEOUT_MS).await? {
+            Answer::Workers(list) => Ok(list),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leader side of `/raft/forward`. A node that does not lead says who does.
+    pub async fn serve(&self, req: Forwarded) -> Result<Answer, ClusterError> {
+        if !self.is_leader() {
+            return Err(ClusterError::NotLeader {
+                leader: cluster::leader(&self.raft),
+            });
+        }
+        match req {
+            Forwarded::Write(cmd) => self
+                .admit(*cmd)
+                .await
+                .map(|(index, response)| Answer::Written(index, response)),
+            Forwarded::ReadIndex => cluster::read_barrier(&self.raft).await.map(Answer::ReadIndex),
+            Forwarded::Heartbeat(hb) => workers::on_heartbeat(self, hb).await.map(|()| Answer::Done),
+            Forwarded::AddNode { id, addr } => {
+                cluster::add_node(&self.raft, id, &addr, self.config.learner_catchup_timeout)
+                    .await
+                    .map(|()| Answer::Done)
+            }
+            Forwarded::RemoveNode { id } => self.remove_here(id).await.map(|()| Answer::Done),
+            Forwarded::Workers => Ok(Answer::Workers(workers::liveness(self))),
+        }
+    }
+
+    /// On the leader: the leader's time, a worker for a new auction, the early refusal,
+    /// then the group commit.
+    async fn admit(&self, mut cmd: Command) -> Result<(Option<u64>, Response), ClusterError> {
+        cmd.ts_ms = now_ms();
+        if let Op::CreateAuction {
+            worker: worker @ None, ..
+        } = &mut cmd.op
+        {
+            *worker = Some(self.wait_for_worker().await?);
+        }
+        // A bid already below the price this leader has applied needs no Raft round (see
+        // `AuctionBook::refuses_early` for why the answer is the one `apply` would give).
+        if let Some(refused) = self.sm.read().book.refuses_early(&cmd) {
+            self.counters.refused_early.fetch_add(1, Ordering::Relaxed);
+            return Ok((None, Response::Rejected(refused)));
+        }
+        let (log_id, response) = self.proposer.write(cmd).await?;
+        Ok((Some(log_id.index), response))
+    }
+
+    /// On the leader: the worker to place a new auction on, waiting briefly for one.
+    async fn wait_for_worker(&self) -> Result<NodeId, ClusterError> {
+        let deadline = std::time::Instant::now() + Duration::from_millis(WORKER_WAIT_MS);
+        loop {
+            if !self.is_leader() {
+                return Err(ClusterError::NotLeader {
+                    leader: cluster::leader(&self.raft),
+                });
+            }
+            if let Some(w) = workers::pick_worker(&self.sm.read().book, &self.registry, None) {
+                return Ok(w);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ClusterError::NoCapacity(
+                    "every live worker is full (or none has reported yet); retry later".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(WORKER_POLL_MS)).await;
+        }
+    }
+
+    async fn remove_here(&self, id: NodeId) -> Result<(), ClusterError> {
+        cluster::remove_node(&self.raft, id).await?;
+        let cmd = Command::new(now_ms(), Op::RemoveWorker { node_id: id });
+        if let Ok((_, Response::WorkerRemoved { orphaned, .. })) = self.admit(cmd).await {
+            tracing::info!(
+                node = id,
+                auctions = orphaned.len(),
+                "removed node's worker unregistered; its auctions will be reassigned"
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends `req` to the leader this node knows. No leader (or this node, which has just
+    /// stepped down) is `NotLeader` without one; a leader that cannot be reached is
+    /// `NotLeader` naming it.
+    async fn forward(&self, req: Forwarded, timeout_ms: u64) -> Result<Answer, ClusterError> {
+        let leader = match cluster::leader(&self.raft) {
+            Some(l) if l.id != self.config.node_id => l,
+            _ => return Err(ClusterError::NotLeader { leader: None }),
+        };
+        self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+        let answer: Result<Answer, ClusterError> = self
+            .network
+            .call_node(
+                &leader,
+                crate::rpc::RPC_FORWARD_PATH,
+                &req,
+                Duration::from_millis(timeout_ms),
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(leader = leader.id, addr = %leader.addr, error = %e, "forwarding to the leader failed");
+                ClusterError::NotLeader {
+                    leader: Some(leader.clone()),
+                }
+            })?;
+        answer
+    }
+}
+
+fn unexpected(answer: Answer) -> ClusterError {
+    ClusterError::Unavailable(format!("the leader gave an unexpected answer: {answer:?}"))
+}
