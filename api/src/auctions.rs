@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gavel_storage::book::formats::{dutch_ends_at, dutch_price, DutchSpec, Format};
 use gavel_storage::book::idempotency;
 use gavel_storage::{
     Auction, AuctionSpec, AuctionStatus, Command, IncrementBand, IncrementRule, Op, Outcome, Response as BookResponse,
@@ -60,23 +61,110 @@ struct CreateAuction {
     /// Optional: the caller's account is the seller; if given it must be that name.
     seller: Option<String>,
     title: String,
+    /// `english` (the default), `sealed_first_price`, `sealed_second_price` or `dutch`.
+    format: Option<String>,
     starting_price: u64,
-    increment: IncrementDto,
+    /// English only (required there).
+    increment: Option<IncrementDto>,
     reserve_price: Option<u64>,
     starts_at: Option<String>,
     ends_at: Option<String>,
     duration_secs: Option<u64>,
     soft_close: Option<SoftCloseDto>,
     buy_now_price: Option<u64>,
+    /// Dutch only (all three required there).
+    decrement: Option<u64>,
+    decrement_every_secs: Option<u64>,
+    floor_price: Option<u64>,
 }
 
+/// The formats `POST /v1/auctions` names, and the one it does not run yet.
+const FORMATS: [&str; 5] = [
+    "english",
+    "sealed_first_price",
+    "sealed_second_price",
+    "dutch",
+    "multi_round_sealed",
+];
+
 impl CreateAuction {
-    fn into_spec(self, now: u64, seller: String) -> Result<AuctionSpec, ApiError> {
+    /// Refuses the fields that do not fit `format`, naming the first.
+    fn refuse_fields(&self, format: &str, fields: &[(&str, bool)]) -> Result<(), ApiError> {
+        match fields.iter().find(|(_, given)| *given) {
+            Some((field, _)) => Err(ApiError::invalid(format!("{field} does not fit a {format} auction"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The spec and, for another format than English, the format.
+    fn into_spec(self, now: u64, seller: String) -> Result<(AuctionSpec, Option<Format>), ApiError> {
+        let name = self.format.as_deref().unwrap_or("english");
+        if !FORMATS.contains(&name) {
+            return Err(ApiError::invalid(format!(
+                "format must be one of {}, not {name:?}",
+                FORMATS.join(", ")
+            )));
+        }
+        if name == "multi_round_sealed" {
+            return Err(ApiError::invalid(
+                "format multi_round_sealed is not available in this release",
+            ));
+        }
+        let dutch_fields = [
+            ("decrement", self.decrement.is_some()),
+            ("decrement_every_secs", self.decrement_every_secs.is_some()),
+            ("floor_price", self.floor_price.is_some()),
+        ];
+        let english_fields = [
+            ("increment", self.increment.is_some()),
+            ("soft_close", self.soft_close.is_some()),
+            ("buy_now_price", self.buy_now_price.is_some()),
+        ];
         let starts_at_ms = match &self.starts_at {
             Some(s) => parse_rfc3339("starts_at", s)?,
             None => now,
         };
+        let format = match name {
+            "english" => {
+                self.refuse_fields(name, &dutch_fields)?;
+                None
+            }
+            "dutch" => {
+                self.refuse_fields(name, &english_fields)?;
+                self.refuse_fields(
+                    name,
+                    &[
+                        ("reserve_price", self.reserve_price.is_some()),
+                        ("ends_at", self.ends_at.is_some()),
+                        ("duration_secs", self.duration_secs.is_some()),
+                    ],
+                )?;
+                let need = |field: &str, v: Option<u64>| {
+                    v.ok_or_else(|| ApiError::invalid(format!("a dutch auction needs {field}")))
+                };
+                Some(Format::Dutch(DutchSpec {
+                    decrement: need("decrement", self.decrement)?,
+                    decrement_every_ms: need("decrement_every_secs", self.decrement_every_secs)?.saturating_mul(1000),
+                    floor_price: need("floor_price", self.floor_price)?,
+                }))
+            }
+            sealed => {
+                self.refuse_fields(name, &english_fields)?;
+                self.refuse_fields(name, &dutch_fields)?;
+                Some(if sealed == "sealed_first_price" {
+                    Format::SealedFirstPrice
+                } else {
+                    Format::SealedSecondPrice
+                })
+            }
+        };
         let ends_at_ms = match (&self.ends_at, self.duration_secs) {
+            _ if matches!(format, Some(Format::Dutch(_))) => {
+                let Some(Format::Dutch(dutch)) = &format else {
+                    unreachable!()
+                };
+                dutch_ends_at(starts_at_ms, self.starting_price, dutch).unwrap_or(u64::MAX)
+            }
             (Some(_), Some(_)) => return Err(ApiError::invalid("give ends_at or duration_secs, not both")),
             (None, None) => return Err(ApiError::invalid("give ends_at or duration_secs")),
             (Some(e), None) => parse_rfc3339("ends_at", e)?,
@@ -92,8 +180,11 @@ impl CreateAuction {
             return Err(ApiError::invalid("ends_at is in the past"));
         }
         let increment = match self.increment {
-            IncrementDto::Fixed(step) => IncrementRule::Fixed(step),
-            IncrementDto::Table(bands) => IncrementRule::Table(
+            // Only English auctions step up; the others keep a step of 1, unused.
+            None if format.is_some() => IncrementRule::Fixed(1),
+            None => return Err(ApiError::invalid("an english auction needs increment")),
+            Some(IncrementDto::Fixed(step)) => IncrementRule::Fixed(step),
+            Some(IncrementDto::Table(bands)) => IncrementRule::Table(
                 bands
                     .into_iter()
                     .map(|b| IncrementBand {
@@ -119,7 +210,10 @@ impl CreateAuction {
             buy_now_price: self.buy_now_price,
         };
         spec.validate().map_err(ApiError::invalid)?;
-        Ok(spec)
+        if let Some(format) = &format {
+            format.validate(&spec).map_err(ApiError::invalid)?;
+        }
+        Ok((spec, format))
     }
 }
 
@@ -179,8 +273,14 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
     // The leader places the auction on a live worker when it admits the command.
     let resp = propose(&s, &req, |now, auth| {
         let seller = auth.own_name(body.seller.clone())?;
-        let spec = body.into_spec(now, seller)?;
-        Ok(Op::CreateAuction { spec, worker: None })
+        Ok(match body.into_spec(now, seller)? {
+            (spec, None) => Op::CreateAuction { spec, worker: None },
+            (spec, Some(format)) => Op::CreateFormatAuction {
+                spec,
+                format,
+                worker: None,
+            },
+        })
     })
     .await?;
     let (auction_id, seq) = match resp {
@@ -194,7 +294,11 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
         .ok_or_else(|| ApiError::Internal("created auction missing".into()))?;
     // The answer is the auction as it was created, also for a retry answered from the
     // idempotency table after bids have come in.
-    let view = auction_view(&as_created(auction, seq), auction.created_at_ms);
+    let view = auction_view(
+        &as_created(auction, seq),
+        st.book.format(auction_id),
+        auction.created_at_ms,
+    );
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/auctions/{auction_id}"))],
@@ -237,7 +341,7 @@ pub async fn get(
     read_barrier(&s, params.consistency.as_deref()).await?;
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
-    Ok(Json(auction_view(auction, now_ms())).into_response())
+    Ok(Json(auction_view(auction, st.book.format(id), now_ms())).into_response())
 }
 
 pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Response, ApiError> {
@@ -282,7 +386,7 @@ pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListPara
             next = items.last().and_then(|v| v["id"].as_u64());
             break;
         }
-        items.push(auction_view(auction, now));
+        items.push(auction_view(auction, st.book.format(auction.id), now));
     }
     Ok(Json(json!({ "auctions": items, "next_after": next })).into_response())
 }
@@ -348,7 +452,7 @@ pub fn outcome_view(outcome: &Outcome) -> Value {
 
 /// The public view of an auction: the reserve is never shown, only whether it is met;
 /// proxy maxima are never shown.
-pub fn auction_view(a: &Auction, now: u64) -> Value {
+pub fn auction_view(a: &Auction, format: Option<&Format>, now: u64) -> Value {
     let increment = match &a.spec.increment {
         IncrementRule::Fixed(step) => json!(step),
         IncrementRule::Table(bands) => {
@@ -358,28 +462,48 @@ pub fn auction_view(a: &Auction, now: u64) -> Value {
                 .collect::<Vec<_>>())
         }
     };
-    json!({
-        "id": a.id,
-        "seller": a.spec.seller,
-        "title": a.spec.title,
-        "status": status_name(a, now),
-        "starting_price": a.spec.starting_price,
-        "increment": increment,
-        "has_reserve": a.spec.reserve_price.is_some(),
-        "reserve_met": a.spec.reserve_price.map(|_| a.reserve_met()),
-        "buy_now_price": a.spec.buy_now_price,
-        "starts_at": rfc3339(a.spec.starts_at_ms),
-        "ends_at": rfc3339(a.ends_at_ms),
-        "original_ends_at": rfc3339(a.spec.ends_at_ms),
-        "soft_close": a.spec.soft_close.map(|s| SoftCloseDto { window_secs: s.window_secs, extend_secs: s.extend_secs, max_extensions: s.max_extensions }),
-        "extensions": a.extensions,
-        "highest_bid": a.leader.as_ref().map(|l| json!({ "bidder": l.bidder, "amount": a.price })),
-        "min_next_bid": a.min_next_bid(),
-        "bid_count": a.bids.len(),
-        "seq": a.seq,
-        "worker": a.worker,
-        "created_at": rfc3339(a.created_at_ms),
-        "closed_at": a.closed_at_ms.map(rfc3339),
-        "result": a.outcome.as_ref().map(outcome_view),
-    })
+    let mut v = json!({
+     "id": a.id,
+     "format": format.map_or("english", Format::name),
+     "seller": a.spec.seller,
+     "title": a.spec.title,
+     "status": status_name(a, now),
+     "starting_price": a.spec.starting_price,
+     "increment": increment,
+     "has_reserve": a.spec.reserve_price.is_some(),
+     "reserve_met": a.spec.reserve_price.map(|_| a.reserve_met()),
+     "buy_now_price": a.spec.buy_now_price,
+     "starts_at": rfc3339(a.spec.starts_at_ms),
+     "ends_at": rfc3339(a.ends_at_ms),
+     "original_ends_at": rfc3339(a.spec.ends_at_ms),
+     "soft_close": a.spec.soft_close.map(|s| SoftCloseDto { window_secs: s.window_secs, extend_secs: s.extend_secs, max_extensions: s.max_extensions }),
+     "extensions": a.extensions,
+     "highest_bid": a.leader.as_ref().map(|l| json!({ "bidder": l.bidder, "amount": a.price })),
+     "min_next_bid": a.min_next_bid(),
+     "bid_count": a.bids.len(),
+     "seq": a.seq,
+     "worker": a.worker,
+     "created_at": rfc3339(a.created_at_ms),
+     "closed_at": a.closed_at_ms.map(rfc3339),
+     "result": a.outcome.as_ref().map(outcome_view),
+    });
+    match format {
+        Some(Format::Dutch(dutch)) => {
+            v["current_price"] = json!(dutch_price(a.spec.starts_at_ms, a.spec.starting_price, dutch, now));
+            v["floor_price"] = json!(dutch.floor_price);
+            v["decrement"] = json!(dutch.decrement);
+            v["decrement_every_secs"] = json!(dutch.decrement_every_ms / 1000);
+            v["increment"] = Value::Null;
+            if !a.status.is_final() {
+                v["min_next_bid"] = v["current_price"].clone();
+            }
+        }
+        Some(sealed) if sealed.is_sealed() => {
+            // Nothing of the bids before the close but how many bidders there are.
+            v["sealed"] = json!(true);
+            v["increment"] = Value::Null;
+        }
+        _ => {}
+    }
+    v
 }

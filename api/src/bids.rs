@@ -70,6 +70,23 @@ pub async fn place_bid(
             })),
         )
             .into_response()),
+        BookResponse::SealedBidAccepted {
+            auction_id,
+            bid_id,
+            seq,
+            replaced,
+            ..
+        } => Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "bid_id": bid_id,
+                "auction_id": auction_id,
+                "sealed": true,
+                "replaced": replaced,
+                "seq": seq,
+            })),
+        )
+            .into_response()),
         other => Err(ApiError::Internal(format!("unexpected response to a bid: {other:?}"))),
     }
 }
@@ -85,6 +102,16 @@ pub async fn list_bids(
     let admin = crate::auth::authenticate_admin(&s, &req).is_ok();
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
+    if st.book.is_sealed_open(id) {
+        // Sealed until the close, for everyone: only how many have bid.
+        return Ok(Json(json!({
+            "auction_id": id,
+            "sealed": true,
+            "bid_count": auction.bids.len(),
+            "bids": [],
+        }))
+        .into_response());
+    }
     let bids: Vec<Value> = auction
         .bids
         .iter()
@@ -177,7 +204,10 @@ fn ended(s: &AppState, id: u64, resp: BookResponse) -> Result<Response, ApiError
     match resp {
         BookResponse::AuctionEnded { outcome, .. } => {
             let st = s.sm.read();
-            let view = st.book.auction(id).map(|a| auction_view(a, now_ms()));
+            let view = st
+                .book
+                .auction(id)
+                .map(|a| auction_view(a, st.book.format(id), now_ms()));
             let winner = match &outcome {
                 Outcome::BoughtNow { buyer, price } => json!({ "buyer": buyer, "price": price }),
                 _ => Value::Null,
@@ -186,4 +216,57 @@ fn ended(s: &AppState, id: u64, resp: BookResponse) -> Result<Response, ApiError
         }
         other => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
     }
+}
+
+/// `GET /v1/auctions/{id}/result`: the caller's own result once the auction has ended:
+/// `won` with the price they pay, or `lost` with the winning price (if it sold). The
+/// seller and admins see the outcome; anyone else who did not bid gets 404.
+pub async fn result(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+    ApiQuery(params): ApiQuery<ReadParams>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
+    read_barrier(&s, params.consistency.as_deref()).await?;
+    let auth = crate::auth::authenticate(&s, &req)?;
+    let st = s.sm.read();
+    let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
+    let Some(outcome) = &auction.outcome else {
+        return Err(ApiError::Conflict {
+            code: "auction_not_ended",
+            message: format!("auction {id} has not ended; its result is known at the close"),
+        });
+    };
+    let sold = match outcome {
+        Outcome::Sold { winner, price } | Outcome::BoughtNow { buyer: winner, price } => Some((winner, *price)),
+        _ => None,
+    };
+    let me = auth.name();
+    let bid = auction.bids.iter().any(|b| b.bidder == me);
+    let mut v = json!({
+        "auction_id": id,
+        "format": st.book.format(id).map_or("english", |f| f.name()),
+        "outcome": outcome.as_str(),
+    });
+    match sold {
+        Some((winner, price)) if winner == me => {
+            v["result"] = json!("won");
+            v["price"] = json!(price);
+        }
+        _ if bid => {
+            v["result"] = json!("lost");
+            v["winning_price"] = json!(sold.map(|(_, price)| price));
+        }
+        _ if me == auction.spec.seller || auth.has(gavel_storage::book::accounts::Role::Admin) => {
+            v["result"] = json!("not_a_bidder");
+            v["detail"] = crate::auctions::outcome_view(outcome);
+        }
+        _ => {
+            return Err(ApiError::NotFound {
+                code: "not_a_participant",
+                message: format!("{me} did not bid in auction {id}"),
+            })
+        }
+    }
+    Ok(Json(v).into_response())
 }

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auctions/{id}", get(auctions::get))
         .route("/v1/auctions/{id}/bids", post(bids::place_bid).get(bids::list_bids))
         .route("/v1/auctions/{id}/buy", post(bids::buy_now))
+        .route("/v1/auctions/{id}/result", get(bids::result))
         .route("/v1/auctions/{id}/cancel", post(bids::cancel))
         .route("/v1/auctions/{id}/events", get(sse::events))
         .route(

@@ -60,6 +60,7 @@ pub fn event_json(e: &AuctionEvent) -> Value {
             v["cancelled_by"] = json!(if matches!(by, Actor::Admin) { "admin" } else { "seller" })
         }
         EventKind::Reassigned { worker } => v["worker"] = json!(worker),
+        EventKind::SealedBid { bid_count } => v["bid_count"] = json!(bid_count),
         EventKind::Created | EventKind::Opened => {}
     }
     v

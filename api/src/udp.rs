@@ -8,11 +8,12 @@
 //! 0       2     magic       0x47 0x56 ("GV")
 //! 2       1     version     1
 //! 3       1     kind        1 created, 2 opened, 3 bid_accepted, 4 extended, 5 closed,
-//!                           6 cancelled, 7 reassigned
+//!                           6 cancelled, 7 reassigned, 8 sealed_bid
 //! 4       8     auction_id
 //! 12      8     seq         per-auction, gapless: a gap means datagrams were missed
 //! 20      8     ts_ms       command time, ms since the Unix epoch
-//! 28      8     amount      bid_accepted: visible price; closed: final price (0 if none)
+//! 28      8     amount      bid_accepted: visible price; closed: final price (0 if none);
+//!                           sealed_bid: how many bidders have bid (never an amount)
 //! 36      8     ends_at_ms  the auction's current end (after extensions)
 //! 44      1     detail      closed: outcome (1 sold, 2 reserve_not_met, 3 no_bids,
 //!                           4 cancelled, 5 bought_now); extended: extensions (max 255);
@@ -116,6 +117,7 @@ pub fn kind_name(kind: u8) -> &'static str {
         5 => "closed",
         6 => "cancelled",
         7 => "reassigned",
+        8 => "sealed_bid",
         _ => "unknown",
     }
 }
@@ -148,6 +150,7 @@ impl EventFrame {
             }
             EventKind::Cancelled { .. } => (6, 0, 4, String::new()),
             EventKind::Reassigned { .. } => (7, 0, 0, String::new()),
+            EventKind::SealedBid { bid_count } => (8, *bid_count, 0, String::new()),
         };
         let ends_at_ms = match &event.kind {
             EventKind::Extended { ends_at_ms, .. } => *ends_at_ms,

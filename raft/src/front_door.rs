@@ -288,6 +288,9 @@ impl FrontDoor {
         cmd.ts_ms = now_ms();
         if let Op::CreateAuction {
             worker: worker @ None, ..
+        }
+        | Op::CreateFormatAuction {
+            worker: worker @ None, ..
         } = &mut cmd.op
         {
             *worker = Some(self.wait_for_worker().await?);

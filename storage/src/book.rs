@@ -67,6 +67,9 @@ pub mod accounts;
 #[cfg(test)]
 mod accounts_tests;
 mod bidding;
+pub mod formats;
+#[cfg(test)]
+mod formats_tests;
 pub mod idempotency;
 mod invariants;
 mod lifecycle;
@@ -110,8 +113,11 @@ pub struct AuctionBook {
     accounts: BTreeMap<String, accounts::Account>,
     /// Enabled accounts' current token hashes → account name.
     accounts_by_token: BTreeMap<accounts::TokenHash, String>,
-    /// Derived: each leading bidder's summed maxima over auctions not yet final.
+    /// Derived: what each bidder risks over auctions not yet final: the maxima it leads
+    /// English auctions with, and its sealed bids.
     exposure: BTreeMap<String, Money>,
+    /// The format of every auction that is not English (see [`formats`]).
+    formats: BTreeMap<AuctionId, formats::Format>,
 }
 
 /// Summary counts for `gavel snapshot inspect` and metrics.
@@ -191,6 +197,7 @@ impl AuctionBook {
     fn apply_op(&mut self, cmd: &Command, now: TimestampMs) -> Response {
         let result = match &cmd.op {
             Op::CreateAuction { spec, worker } => self.create_auction(spec, *worker, now),
+            Op::CreateFormatAuction { spec, format, worker } => self.create_format_auction(spec, format, *worker, now),
             Op::OpenAuction { auction_id } => self.open_auction(*auction_id, now),
             Op::PlaceBid {
                 auction_id,
@@ -340,9 +347,14 @@ impl AuctionBook {
     /// a book that fails [`AuctionBook::check_invariants`] are [`crate::Error::Corrupt`].
     pub fn decode(bytes: &[u8]) -> crate::Result<Self> {
         let corrupt = |reason: String| crate::Error::corrupt("snapshot payload", reason);
-        let (book, read): (AuctionBook, usize) =
-            crate::decode_limited::<_, { crate::snapshot::SNAPSHOT_PAYLOAD_MAX_BYTES }>(bytes)
-                .map_err(|e| corrupt(e.to_string()))?;
+        let decoded = crate::decode_limited::<AuctionBook, { crate::snapshot::SNAPSHOT_PAYLOAD_MAX_BYTES }>(bytes);
+        // A book written before auction formats (snapshot format 2) lacks the last field.
+        let decoded = decoded.or_else(|e| {
+            crate::decode_limited::<BookV2, { crate::snapshot::SNAPSHOT_PAYLOAD_MAX_BYTES }>(bytes)
+                .map(|(old, read)| (old.into(), read))
+                .map_err(|_| e)
+        });
+        let (book, read): (AuctionBook, usize) = decoded.map_err(|e| corrupt(e.to_string()))?;
         if read != bytes.len() {
             return Err(corrupt(format!("{} trailing bytes after the book", bytes.len() - read)));
         }
@@ -389,5 +401,45 @@ fn check_not_final(auction: &Auction) -> Result<(), Rejection> {
         AuctionStatus::Closed => Err(Rejection::AuctionClosed),
         AuctionStatus::Cancelled => Err(Rejection::AuctionCancelled),
         AuctionStatus::Scheduled | AuctionStatus::Open => Ok(()),
+    }
+}
+
+/// The book as snapshot format 2 stored it: [`AuctionBook`] before `formats` (every
+/// auction English).
+#[derive(Deserialize)]
+struct BookV2 {
+    auctions: BTreeMap<AuctionId, Auction>,
+    workers: BTreeMap<NodeId, Worker>,
+    last_ts_ms: TimestampMs,
+    last_auction_id: AuctionId,
+    last_bid_id: u64,
+    hosted: BTreeMap<NodeId, BTreeSet<AuctionId>>,
+    recent_events: BTreeMap<AuctionId, Vec<AuctionEvent>>,
+    idempotency: IdempotencyTable,
+    subscriptions: BTreeMap<AuctionId, BTreeMap<String, subscriptions::Subscription>>,
+    subscriptions_by_owner: BTreeMap<String, BTreeSet<(AuctionId, String)>>,
+    accounts: BTreeMap<String, accounts::Account>,
+    accounts_by_token: BTreeMap<accounts::TokenHash, String>,
+    exposure: BTreeMap<String, Money>,
+}
+
+impl From<BookV2> for AuctionBook {
+    fn from(old: BookV2) -> Self {
+        AuctionBook {
+            auctions: old.auctions,
+            workers: old.workers,
+            last_ts_ms: old.last_ts_ms,
+            last_auction_id: old.last_auction_id,
+            last_bid_id: old.last_bid_id,
+            hosted: old.hosted,
+            recent_events: old.recent_events,
+            idempotency: old.idempotency,
+            subscriptions: old.subscriptions,
+            subscriptions_by_owner: old.subscriptions_by_owner,
+            accounts: old.accounts,
+            accounts_by_token: old.accounts_by_token,
+            exposure: old.exposure,
+            formats: BTreeMap::new(),
+        }
     }
 }

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::book::accounts::{Account, Caller, Signed, TokenHash};
+use crate::book::formats::Format;
 use crate::book::idempotency::{Idempotency, IdempotencyLimits};
 use crate::types::{Actor, AuctionEvent, AuctionId, AuctionSpec, Money, NodeId, Outcome, TimestampMs};
 
@@ -160,6 +161,12 @@ pub enum Op {
     DisableAccount {
         name: String,
     },
+    /// Create an auction of another format than English (see `book::formats`).
+    CreateFormatAuction {
+        spec: AuctionSpec,
+        format: Format,
+        worker: Option<NodeId>,
+    },
 }
 
 impl Op {
@@ -182,6 +189,7 @@ impl Op {
             Op::CreateAccount(_) => "create_account",
             Op::RotateToken { .. } => "rotate_token",
             Op::DisableAccount { .. } => "disable_account",
+            Op::CreateFormatAuction { .. } => "create_format_auction",
         }
     }
 }
@@ -237,6 +245,15 @@ pub enum Response {
     Rejected(Rejection),
     /// The responses to an `Op::Batch`, in order.
     Batch(Vec<Response>),
+    /// A sealed bid was taken; it says nothing of any amount.
+    SealedBidAccepted {
+        auction_id: AuctionId,
+        bid_id: u64,
+        seq: u64,
+        /// It replaced the bidder's earlier bid.
+        replaced: bool,
+        events: Vec<AuctionEvent>,
+    },
 }
 
 impl Response {
@@ -246,7 +263,8 @@ impl Response {
             Response::AuctionCreated { events, .. }
             | Response::AuctionOpened { events, .. }
             | Response::AuctionEnded { events, .. }
-            | Response::AuctionAssigned { events, .. } => events,
+            | Response::AuctionAssigned { events, .. }
+            | Response::SealedBidAccepted { events, .. } => events,
             Response::BidAccepted(b) => &b.events,
             _ => &[],
         }
@@ -260,7 +278,8 @@ impl Response {
             Response::AuctionCreated { events, .. }
             | Response::AuctionOpened { events, .. }
             | Response::AuctionEnded { events, .. }
-            | Response::AuctionAssigned { events, .. } => events.clear(),
+            | Response::AuctionAssigned { events, .. }
+            | Response::SealedBidAccepted { events, .. } => events.clear(),
             Response::BidAccepted(b) => b.events.clear(),
             Response::Batch(responses) => *responses = responses.iter().map(Response::without_events).collect(),
             _ => {}

@@ -7,7 +7,8 @@
 //! ```text
 //! offset   size  field
 //! 0        8     magic        b"GAVELSNP"
-//! 8        2     version      u16, currently 2 (1: before the compact idempotency table)
+//! 8        2     version      u16, currently 3 (2: before auction formats, still read;
+//!                              1: before the compact idempotency table)
 //! 10       4     meta_len     u32
 //! 14       M     meta         bincode `SnapshotMeta` (last log id, membership, snapshot id)
 //! 14+M     8     payload_len  u64
@@ -32,7 +33,9 @@ use crate::error::IoContext;
 use crate::{bincode_config, Error, Result, SnapshotMeta};
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"GAVELSNP";
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 3;
+/// The oldest version this build still reads (a version-2 book has no auction formats).
+pub const SNAPSHOT_FORMAT_VERSION_MIN: u16 = 2;
 /// Largest snapshot payload (the encoded book) written or read; also the most decoding
 /// it may allocate. A file declaring more is refused before it is read into memory.
 pub const SNAPSHOT_PAYLOAD_MAX_BYTES: usize = 1024 * 1024 * 1024;
@@ -129,9 +132,9 @@ pub fn decode_snapshot(bytes: &[u8], what: &str) -> Result<SnapshotFile> {
         return Err(corrupt("bad magic: not a Gavel snapshot file".into()));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if !(SNAPSHOT_FORMAT_VERSION_MIN..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
         return Err(corrupt(format!(
-            "unsupported format version {version} (this build reads {SNAPSHOT_FORMAT_VERSION})"
+            "unsupported format version {version} (this build reads {SNAPSHOT_FORMAT_VERSION_MIN} to {SNAPSHOT_FORMAT_VERSION})"
         )));
     }
     let meta_len = u32_at(10) as usize;

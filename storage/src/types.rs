@@ -364,6 +364,11 @@ pub enum EventKind {
     Reassigned {
         worker: Option<NodeId>,
     },
+    /// A sealed bid arrived (or replaced the bidder's earlier one). It carries only how
+    /// many bidders have bid: no amount, no name.
+    SealedBid {
+        bid_count: u64,
+    },
 }
 
 /// The state of one auction in the book.

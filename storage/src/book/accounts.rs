@@ -189,7 +189,7 @@ impl AuctionBook {
             }
         };
         match op {
-            Op::CreateAuction { spec, .. } => {
+            Op::CreateAuction { spec, .. } | Op::CreateFormatAuction { spec, .. } => {
                 need(Role::Seller)?;
                 own(&spec.seller)
             }

@@ -137,7 +137,8 @@ impl AuctionBook {
         else {
             return None;
         };
-        if cmd.signed.is_some() || cmd.idempotency.is_some() {
+        // Only an English auction's price only rises.
+        if cmd.signed.is_some() || cmd.idempotency.is_some() || self.formats.contains_key(auction_id) {
             return None;
         }
         let now = cmd.ts_ms.max(self.last_ts_ms);
@@ -181,6 +182,9 @@ impl AuctionBook {
         signed: Option<&Signed>,
         now: TimestampMs,
     ) -> Result<Response, Rejection> {
+        if let Some(format) = self.formats.get(&id).copied() {
+            return self.place_format_bid(id, format, bidder, amount, max_amount, signed, now);
+        }
         let auction = self.get(id)?;
         check_biddable(auction, now)?;
         check_party(auction, bidder, "bidder")?;

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::formats::Format;
 use super::{AuctionBook, RECENT_EVENTS_MAX};
 use crate::types::{Auction, AuctionId, AuctionStatus, NodeId};
 
@@ -15,7 +16,8 @@ impl AuctionBook {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut hosted: BTreeMap<NodeId, BTreeSet<AuctionId>> = BTreeMap::new();
         for (&id, auction) in &self.auctions {
-            check_auction(auction, self.last_bid_id).map_err(|reason| format!("auction {id}: {reason}"))?;
+            check_auction(auction, self.formats.get(&id), self.last_bid_id)
+                .map_err(|reason| format!("auction {id}: {reason}"))?;
             if id != auction.id || id == 0 || id > self.last_auction_id {
                 return Err(format!("auction {id}: id does not match its key or the id counter"));
             }
@@ -54,6 +56,14 @@ impl AuctionBook {
             if let Some(leader) = &auction.leader {
                 *exposure.entry(leader.bidder.clone()).or_default() += leader.max_amount;
             }
+            if self.formats.get(&auction.id).is_some_and(Format::is_sealed) {
+                for bid in &auction.bids {
+                    *exposure.entry(bid.bidder.clone()).or_default() += bid.amount;
+                }
+            }
+        }
+        if let Some(id) = self.formats.keys().find(|id| !self.auctions.contains_key(id)) {
+            return Err(format!("a format is kept for unknown auction {id}"));
         }
         if exposure != self.exposure {
             return Err("the exposure index does not match the leaders' maxima".into());
@@ -91,16 +101,24 @@ impl AuctionBook {
     }
 }
 
-fn check_auction(auction: &Auction, last_bid_id: u64) -> Result<(), String> {
+fn check_auction(auction: &Auction, format: Option<&Format>, last_bid_id: u64) -> Result<(), String> {
     let is_final = auction.status.is_final();
     if is_final != auction.outcome.is_some() || is_final != auction.closed_at_ms.is_some() {
         return Err("outcome and closed_at must be set exactly when it is final".into());
     }
+    if format.is_some_and(Format::is_sealed) {
+        return check_sealed(auction, last_bid_id);
+    }
     if auction.leader.is_some() == auction.bids.is_empty() {
         return Err("there must be a leader exactly when there are bids".into());
     }
+    // A Dutch price falls below the starting price (to its floor).
+    let lowest = match format {
+        Some(Format::Dutch(dutch)) => dutch.floor_price,
+        _ => auction.spec.starting_price,
+    };
     if let Some(leader) = &auction.leader {
-        if auction.price < auction.spec.starting_price || auction.price > leader.max_amount {
+        if auction.price < lowest || auction.price > leader.max_amount {
             return Err("price is outside [starting_price, leader max]".into());
         }
         if leader.bid_id > last_bid_id {
@@ -136,6 +154,32 @@ fn check_auction(auction: &Auction, last_bid_id: u64) -> Result<(), String> {
     }
     if auction.status == AuctionStatus::Open && auction.seq < 2 {
         return Err("an open auction has at least its Created and Opened events".into());
+    }
+    if auction.seq == 0 {
+        return Err("every auction has at least its Created event".into());
+    }
+    Ok(())
+}
+
+/// A sealed auction: no leader and no price ever (the outcome names the winner), at
+/// most one bid per bidder, each at least the starting price, in bid order.
+fn check_sealed(auction: &Auction, last_bid_id: u64) -> Result<(), String> {
+    if auction.leader.is_some() || auction.price != 0 {
+        return Err("a sealed auction has no leader and no price".into());
+    }
+    let mut bidders = BTreeSet::new();
+    let mut previous = 0;
+    for bid in &auction.bids {
+        if !bidders.insert(bid.bidder.as_str()) {
+            return Err(format!("{} has more than one sealed bid", bid.bidder));
+        }
+        if bid.bid_id <= previous || bid.bid_id > last_bid_id || bid.seq > auction.seq {
+            return Err(format!("bid {} is out of order", bid.bid_id));
+        }
+        if bid.amount < auction.spec.starting_price || bid.amount != bid.max_amount {
+            return Err(format!("bid {} is inconsistent", bid.bid_id));
+        }
+        previous = bid.bid_id;
     }
     if auction.seq == 0 {
         return Err("every auction has at least its Created event".into());

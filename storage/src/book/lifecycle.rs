@@ -128,7 +128,11 @@ impl AuctionBook {
                 ends_at_ms: auction.ends_at_ms,
             });
         }
+        let sealed = self.formats.get(&id).filter(|f| f.is_sealed());
         let outcome = match (&auction.leader, auction.spec.reserve_price) {
+            _ if sealed.is_some() => {
+                super::formats::sealed_outcome(sealed.expect("sealed"), &auction.bids, auction.spec.reserve_price)
+            }
             (None, _) => Outcome::NoBids,
             (Some(leader), Some(reserve)) if auction.price < reserve => Outcome::ReserveNotMet {
                 highest_bidder: leader.bidder.clone(),
@@ -160,7 +164,7 @@ impl AuctionBook {
             if *seller != auction.spec.seller {
                 return Err(Rejection::NotSeller);
             }
-            if auction.leader.is_some() {
+            if auction.leader.is_some() || !auction.bids.is_empty() {
                 return Err(Rejection::HasBids);
             }
         }
@@ -189,7 +193,7 @@ impl AuctionBook {
 
     /// Ends an auction: final status, outcome, `closed_at_ms`, the `Closed` or
     /// `Cancelled` event, and it stops counting against its worker's capacity.
-    fn finish(
+    pub(super) fn finish(
         &mut self,
         events: &mut Vec<AuctionEvent>,
         id: AuctionId,
@@ -204,11 +208,19 @@ impl AuctionBook {
         auction.outcome = Some(outcome.clone());
         auction.closed_at_ms = Some(now);
         let leader = auction.leader.as_ref().map(|l| (l.bidder.clone(), l.max_amount));
+        // A sealed auction's every bid counted against its bidder; it has no leader.
+        let sealed: Vec<(String, crate::types::Money)> = match self.formats.get(&id) {
+            Some(format) if format.is_sealed() => auction.bids.iter().map(|b| (b.bidder.clone(), b.amount)).collect(),
+            _ => Vec::new(),
+        };
         if let Some(node_id) = auction.worker {
             self.unhost(node_id, id);
         }
         if let Some((name, max)) = leader {
             self.shift_exposure(&name, max, 0);
+        }
+        for (name, amount) in sealed {
+            self.shift_exposure(&name, amount, 0);
         }
         let kind = match (status, outcome) {
             (AuctionStatus::Cancelled, Outcome::Cancelled { by }) => EventKind::Cancelled { by },
