@@ -1,0 +1,247 @@
+//! Auction formats through the HTTP API of a real node: sealed bids stay sealed in every
+//! read until the close, each bidder's result, a Dutch auction's falling price and its
+//! first taker, and fields that do not fit a format.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Every read a client can make of auction `id`, as text: the auction, the list, the
+/// history (also as the admin).
+async fn every_read(c: &TestCluster, id: u64) -> String {
+    let mut text = String::new();
+    for path in [
+        format!("/v1/auctions/{id}"),
+        "/v1/auctions".to_string(),
+        format!("/v1/auctions/{id}/bids"),
+        format!("/v1/auctions/{id}?consistency=stale"),
+    ] {
+        text.push_str(&c.get(1, &path).await.1.to_string());
+    }
+    let admin = c
+        .http
+        .get(c.node(1).url(&format!("/v1/auctions/{id}/bids")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    text.push_str(&admin.text().await.unwrap());
+    text
+}
+
+async fn wait_closed(c: &TestCluster, id: u64) -> Value {
+    c.wait_for("the auction closes", Duration::from_secs(20), || async {
+        let (_, a) = c.get(1, &format!("/v1/auctions/{id}")).await;
+        (a["status"] == "closed").then_some(a)
+    })
+    .await
+}
+
+async fn result_of(c: &TestCluster, id: u64, name: &str) -> (u16, Value) {
+    let token = c.token(name).await.unwrap();
+    let resp = c
+        .http
+        .get(c.node(1).url(&format!("/v1/auctions/{id}/result")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn sealed_bids_stay_sealed_until_the_close_and_each_bidder_learns_their_result() {
+    let _serial = serial().await;
+    let c = TestCluster::start(1, TEST_RAFT).await;
+    // Amounts differ per auction, so that one auction's revealed result is not mistaken
+    // for another's sealed bid.
+    for (round, format) in [(0u64, "sealed_first_price"), (1, "sealed_second_price")] {
+        let bids = [
+            ("ann", 5_432_198 - round),
+            ("bob", 7_654_321 - round),
+            ("cy", 6_543_219 - round),
+        ];
+        let price_paid = if round == 0 { bids[1].1 } else { bids[2].1 };
+        log(&format!(
+            "phase: {format}: three sealed bids with amounts found nowhere else"
+        ));
+        let (status, created) = c
+            .post(
+                1,
+                "/v1/auctions",
+                &json!({"seller": "sam", "title": format, "format": format, "starting_price": 1000, "duration_secs": 5}),
+                None,
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["format"], format);
+        let id = created["id"].as_u64().unwrap();
+        for (bidder, amount) in bids {
+            let (status, answer) = c
+                .post(
+                    1,
+                    &format!("/v1/auctions/{id}/bids"),
+                    &json!({"bidder": bidder, "amount": amount}),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 201, "{answer}");
+            assert_eq!(answer["sealed"], true, "{answer}");
+            assert!(
+                answer.get("price").is_none() && answer.get("leader").is_none(),
+                "{answer}"
+            );
+        }
+        let reads = every_read(&c, id).await;
+        for (bidder, amount) in bids {
+            assert!(
+                !reads.contains(&amount.to_string()),
+                "{bidder}'s amount is visible before the close: {reads}"
+            );
+        }
+        let (_, view) = c.get(1, &format!("/v1/auctions/{id}")).await;
+        assert_eq!(
+            (view["bid_count"].as_u64(), view["sealed"].as_bool()),
+            (Some(3), Some(true)),
+            "{view}"
+        );
+        let (status, early) = result_of(&c, id, "ann").await;
+        assert_eq!(
+            (status, early["error"]["code"].as_str()),
+            (409, Some("auction_not_ended"))
+        );
+
+        log(&format!(
+            "phase: {format}: at the close the highest bid wins and every bid is revealed"
+        ));
+        let closed = wait_closed(&c, id).await;
+        assert_eq!(closed["result"]["winner"], "bob", "{closed}");
+        assert_eq!(closed["result"]["price"].as_u64(), Some(price_paid), "{closed}");
+        let (_, history) = c.get(1, &format!("/v1/auctions/{id}/bids")).await;
+        let revealed: Vec<u64> = history["bids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["amount"].as_u64().unwrap())
+            .collect();
+        assert_eq!(revealed, bids.map(|(_, amount)| amount), "{history}");
+        let (status, won) = result_of(&c, id, "bob").await;
+        assert_eq!(
+            (status, won["result"].as_str(), won["price"].as_u64()),
+            (200, Some("won"), Some(price_paid))
+        );
+        let (status, lost) = result_of(&c, id, "ann").await;
+        assert_eq!(
+            (status, lost["result"].as_str(), lost["winning_price"].as_u64()),
+            (200, Some("lost"), Some(price_paid))
+        );
+        let (status, _) = result_of(&c, id, "dee").await;
+        assert_eq!(status, 404, "someone who did not bid has no result");
+    }
+}
+
+#[tokio::test]
+async fn a_dutch_auction_falls_and_sells_to_its_first_taker_and_misfit_fields_are_refused() {
+    let _serial = serial().await;
+    let c = TestCluster::start(1, TEST_RAFT).await;
+    log("phase: fields that do not fit the format are 400 invalid_input naming the field");
+    let misfits = [
+        (
+            json!({"format": "sealed_first_price", "increment": 10, "duration_secs": 60}),
+            "increment",
+        ),
+        (
+            json!({"format": "dutch", "decrement": 10, "decrement_every_secs": 1, "floor_price": 500, "reserve_price": 600}),
+            "reserve_price",
+        ),
+        (
+            json!({"format": "dutch", "decrement": 10, "decrement_every_secs": 1, "floor_price": 500, "duration_secs": 60}),
+            "duration_secs",
+        ),
+        (
+            json!({"format": "english", "increment": 10, "duration_secs": 60, "floor_price": 5}),
+            "floor_price",
+        ),
+        (
+            json!({"format": "dutch", "decrement_every_secs": 1, "floor_price": 500}),
+            "decrement",
+        ),
+        (
+            json!({"format": "swedish", "increment": 10, "duration_secs": 60}),
+            "format",
+        ),
+    ];
+    for (fields, named) in misfits {
+        let mut body = json!({"seller": "sam", "title": "misfit", "starting_price": 1000});
+        for (k, v) in fields.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, answer) = c.post(1, "/v1/auctions", &body, None).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_input", "{answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(named),
+            "{named}: {answer}"
+        );
+    }
+
+    log("phase: a dutch auction's price falls every second; the first bid at the price wins it");
+    let (status, created) = c
+        .post(
+            1,
+            "/v1/auctions",
+            &json!({"seller": "sam", "title": "tulips", "format": "dutch", "starting_price": 10_000,
+                    "decrement": 100, "decrement_every_secs": 1, "floor_price": 5_000}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let fallen = c
+        .wait_for("the price falls", Duration::from_secs(10), || async {
+            let (_, a) = c.get(1, &format!("/v1/auctions/{id}")).await;
+            a["current_price"].as_u64().filter(|p| *p < 10_000)
+        })
+        .await;
+    let (status, low) = c
+        .post(
+            1,
+            &format!("/v1/auctions/{id}/bids"),
+            &json!({"bidder": "ann", "amount": 4_000}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, low["error"]["code"].as_str()),
+        (409, Some("bid_too_low")),
+        "{low}"
+    );
+    let (status, taken) = c
+        .post(
+            1,
+            &format!("/v1/auctions/{id}/bids"),
+            &json!({"bidder": "bob", "amount": 10_000}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{taken}");
+    let price = taken["price"].as_u64().unwrap();
+    assert!(
+        price <= fallen && price >= 5_000,
+        "sold at the current price {price}, not the bid"
+    );
+    let (_, a) = c.get(1, &format!("/v1/auctions/{id}")).await;
+    assert_eq!(
+        (a["status"].as_str(), a["result"]["winner"].as_str()),
+        (Some("closed"), Some("bob")),
+        "{a}"
+    );
+    let (status, won) = result_of(&c, id, "bob").await;
+    assert_eq!(
+        (status, won["result"].as_str(), won["price"].as_u64()),
+        (200, Some("won"), Some(price))
+    );
+}
