@@ -183,7 +183,7 @@ impl AuctionBook {
         now: TimestampMs,
     ) -> Result<Response, Rejection> {
         if let Some(format) = self.formats.get(&id).copied() {
-            return self.place_format_bid(id, format, bidder, amount, max_amount, signed, now);
+            return self.place_format_bid((id, format), bidder, amount, max_amount, signed, now);
         }
         let auction = self.get(id)?;
         check_biddable(auction, now)?;

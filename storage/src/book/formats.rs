@@ -176,11 +176,11 @@ impl AuctionBook {
         Ok(response)
     }
 
-    /// A bid on a sealed or Dutch auction (the English rules are in `bidding`).
+    /// A bid on a sealed or Dutch auction `id` of `format` (the English rules are in
+    /// `bidding`).
     pub(super) fn place_format_bid(
         &mut self,
-        id: AuctionId,
-        format: Format,
+        (id, format): (AuctionId, Format),
         bidder: &str,
         amount: Option<Money>,
         max_amount: Option<Money>,

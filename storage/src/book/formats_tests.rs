@@ -47,7 +47,8 @@ fn sold(winner: &str, price: Money) -> Outcome {
 fn sealed_outcomes_follow_the_format_the_reserve_and_the_earlier_bid() {
     use Format::{SealedFirstPrice as First, SealedSecondPrice as Second};
     // (case, format, bids in bid order, reserve, outcome)
-    let cases: Vec<(&str, Format, Vec<(&str, Money)>, Option<Money>, Outcome)> = vec![
+    type Case<'a> = (&'a str, Format, Vec<(&'a str, Money)>, Option<Money>, Outcome);
+    let cases: Vec<Case> = vec![
         (
             "first price: the highest pays its bid",
             First,
