@@ -6,7 +6,9 @@
 //! writes. So a node that believes it is a member but has heard from no leader for an
 //! election timeout asks the other members of its configuration for theirs
 //! (`GET /v1/cluster`). A member whose configuration is newer (a higher log index) and
-//! does not name this node shows that it was removed.
+//! does not name this node shows that it was removed. A node may also have received the
+//! configuration that removed it before the leader stopped replicating to it: one whose
+//! own configuration does not name it, and that hears from no leader, was removed too.
 //!
 //! A removed node records the index of that configuration durably in `<data_dir>/removed`
 //! (so a restart does not bring it back as a member), logs it, answers `/ready` with 503,
@@ -105,15 +107,23 @@ async fn check(s: &AppState) {
         }
         return;
     }
-    // A node that does not believe it is a member (fresh, joining, catching up) has
-    // nothing to check; neither has one that hears from a leader or is one.
+    // A node that hears from a leader, or is one, has nothing to check.
     let m = s.raft.metrics().borrow_watched().clone();
     let heard_recently = s
         .door
         .contact
         .elapsed_ms()
         .is_some_and(|ms| ms <= s.raft.config().election_timeout_max);
-    if !named || m.state == ServerState::Leader || heard_recently {
+    if m.state == ServerState::Leader || heard_recently {
+        return;
+    }
+    if !named {
+        // A fresh or joining node has no configuration yet (index 0). One that holds a
+        // configuration without itself and hears from no leader received the change that
+        // removed it before the leader stopped replicating to it.
+        if index > 0 {
+            mark_removed(s, index, s.node_id);
+        }
         return;
     }
     let peers: Vec<(u64, String)> = m
