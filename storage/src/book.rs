@@ -73,6 +73,7 @@ mod formats_tests;
 pub mod idempotency;
 mod invariants;
 mod lifecycle;
+pub mod rounds;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
@@ -118,6 +119,8 @@ pub struct AuctionBook {
     exposure: BTreeMap<String, Money>,
     /// The format of every auction that is not English (see [`formats`]).
     formats: BTreeMap<AuctionId, formats::Format>,
+    /// The progress of every multi-round auction that has a participant (see [`rounds`]).
+    rounds: BTreeMap<AuctionId, rounds::Rounds>,
 }
 
 /// Summary counts for `gavel snapshot inspect` and metrics.
@@ -198,6 +201,8 @@ impl AuctionBook {
         let result = match &cmd.op {
             Op::CreateAuction { spec, worker } => self.create_auction(spec, *worker, now),
             Op::CreateFormatAuction { spec, format, worker } => self.create_format_auction(spec, format, *worker, now),
+            Op::JoinAuction { auction_id, bidder } => self.join_auction(*auction_id, bidder, now),
+            Op::StartRounds { auction_id, seller } => self.start_rounds(*auction_id, seller, now),
             Op::OpenAuction { auction_id } => self.open_auction(*auction_id, now),
             Op::PlaceBid {
                 auction_id,
@@ -440,6 +445,7 @@ impl From<BookV2> for AuctionBook {
             accounts_by_token: old.accounts_by_token,
             exposure: old.exposure,
             formats: BTreeMap::new(),
+            rounds: BTreeMap::new(),
         }
     }
 }

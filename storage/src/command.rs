@@ -167,6 +167,16 @@ pub enum Op {
         format: Format,
         worker: Option<NodeId>,
     },
+    /// A bidder joins a multi-round auction while it is open for joining.
+    JoinAuction {
+        auction_id: AuctionId,
+        bidder: String,
+    },
+    /// The seller starts a multi-round auction's first round.
+    StartRounds {
+        auction_id: AuctionId,
+        seller: String,
+    },
 }
 
 impl Op {
@@ -190,6 +200,8 @@ impl Op {
             Op::RotateToken { .. } => "rotate_token",
             Op::DisableAccount { .. } => "disable_account",
             Op::CreateFormatAuction { .. } => "create_format_auction",
+            Op::JoinAuction { .. } => "join_auction",
+            Op::StartRounds { .. } => "start_rounds",
         }
     }
 }
@@ -254,6 +266,11 @@ pub enum Response {
         replaced: bool,
         events: Vec<AuctionEvent>,
     },
+    /// A multi-round auction moved on: a bidder joined, a round started or completed.
+    RoundsChanged {
+        auction_id: AuctionId,
+        events: Vec<AuctionEvent>,
+    },
 }
 
 impl Response {
@@ -264,7 +281,8 @@ impl Response {
             | Response::AuctionOpened { events, .. }
             | Response::AuctionEnded { events, .. }
             | Response::AuctionAssigned { events, .. }
-            | Response::SealedBidAccepted { events, .. } => events,
+            | Response::SealedBidAccepted { events, .. }
+            | Response::RoundsChanged { events, .. } => events,
             Response::BidAccepted(b) => &b.events,
             _ => &[],
         }
@@ -279,7 +297,8 @@ impl Response {
             | Response::AuctionOpened { events, .. }
             | Response::AuctionEnded { events, .. }
             | Response::AuctionAssigned { events, .. }
-            | Response::SealedBidAccepted { events, .. } => events.clear(),
+            | Response::SealedBidAccepted { events, .. }
+            | Response::RoundsChanged { events, .. } => events.clear(),
             Response::BidAccepted(b) => b.events.clear(),
             Response::Batch(responses) => *responses = responses.iter().map(Response::without_events).collect(),
             _ => {}
@@ -402,6 +421,22 @@ pub enum Rejection {
     },
     /// Another account's live subscription holds this address.
     SubscriptionTaken,
+    /// A multi-round auction no longer takes joins (its rounds began or its window passed).
+    JoiningClosed,
+    AlreadyJoined,
+    /// Starting a multi-round auction needs `needed` participants.
+    NotEnoughBidders {
+        joined: u32,
+        needed: u32,
+    },
+    /// Only a participant may bid in a multi-round auction.
+    NotAParticipant,
+    /// The multi-round auction is still open for joining.
+    RoundsNotStarted,
+    /// One bid per participant per round.
+    AlreadyBid {
+        round: u32,
+    },
 }
 
 impl Rejection {
@@ -418,6 +453,12 @@ impl Rejection {
             Rejection::InvalidAmount { .. } => "invalid_amount",
             Rejection::InvalidInput { .. } => "invalid_input",
             Rejection::NotYetEnded { .. } => "not_yet_ended",
+            Rejection::JoiningClosed => "joining_closed",
+            Rejection::AlreadyJoined => "already_joined",
+            Rejection::NotEnoughBidders { .. } => "not_enough_bidders",
+            Rejection::NotAParticipant => "not_a_participant",
+            Rejection::RoundsNotStarted => "rounds_not_started",
+            Rejection::AlreadyBid { .. } => "already_bid",
             Rejection::HasBids => "auction_has_bids",
             Rejection::NotSeller => "not_seller",
             Rejection::BuyNowUnavailable => "buy_now_unavailable",

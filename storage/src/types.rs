@@ -278,11 +278,26 @@ impl AuctionStatus {
 /// How an auction ended. At most one per auction (invariant 2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    Sold { winner: String, price: Money },
-    ReserveNotMet { highest_bidder: String, highest_bid: Money },
+    Sold {
+        winner: String,
+        price: Money,
+    },
+    ReserveNotMet {
+        highest_bidder: String,
+        highest_bid: Money,
+    },
     NoBids,
-    Cancelled { by: Actor },
-    BoughtNow { buyer: String, price: Money },
+    Cancelled {
+        by: Actor,
+    },
+    BoughtNow {
+        buyer: String,
+        price: Money,
+    },
+    /// A multi-round auction's joining window passed with fewer than `min_bidders`.
+    NotEnoughBidders {
+        joined: u32,
+    },
 }
 
 impl Outcome {
@@ -293,6 +308,7 @@ impl Outcome {
             Outcome::NoBids => "no_bids",
             Outcome::Cancelled { .. } => "cancelled",
             Outcome::BoughtNow { .. } => "bought_now",
+            Outcome::NotEnoughBidders { .. } => "not_enough_bidders",
         }
     }
 }
@@ -368,6 +384,21 @@ pub enum EventKind {
     /// many bidders have bid: no amount, no name.
     SealedBid {
         bid_count: u64,
+    },
+    /// A bidder joined a multi-round auction.
+    Joined {
+        bidder: String,
+        participants: u32,
+    },
+    /// A round of a multi-round auction began; it completes by `ends_at_ms`.
+    RoundStarted {
+        round: u32,
+        ends_at_ms: TimestampMs,
+    },
+    /// A round completed: its bids, revealed (0: no bid), in bid order.
+    RoundCompleted {
+        round: u32,
+        bids: Vec<(String, Money)>,
     },
 }
 

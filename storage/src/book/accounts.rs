@@ -193,7 +193,7 @@ impl AuctionBook {
                 need(Role::Seller)?;
                 own(&spec.seller)
             }
-            Op::PlaceBid { bidder, .. } => {
+            Op::PlaceBid { bidder, .. } | Op::JoinAuction { bidder, .. } => {
                 need(Role::Bidder)?;
                 own(bidder)
             }
@@ -205,7 +205,8 @@ impl AuctionBook {
             Op::CancelAuction {
                 by: Actor::Seller(seller),
                 ..
-            } => own(seller),
+            }
+            | Op::StartRounds { seller, .. } => own(seller),
             Op::CreateAccount { .. } | Op::DisableAccount { .. } => need(Role::Admin),
             Op::RotateToken { name, .. } if *name == account.name => Ok(()),
             Op::RotateToken { .. } => need(Role::Admin),

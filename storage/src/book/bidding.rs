@@ -5,6 +5,7 @@
 //! then changes the auction.
 
 use super::accounts::Signed;
+use super::formats::Format;
 use super::lifecycle::{check_biddable, check_party};
 use super::AuctionBook;
 use crate::command::{BidAccepted, Command, Op, Rejection, Response};
@@ -182,6 +183,9 @@ impl AuctionBook {
         signed: Option<&Signed>,
         now: TimestampMs,
     ) -> Result<Response, Rejection> {
+        if let Some(Format::MultiRound(_)) = self.formats.get(&id) {
+            return self.place_round_bid(id, bidder, amount, max_amount, now);
+        }
         if let Some(format) = self.formats.get(&id).copied() {
             return self.place_format_bid((id, format), bidder, amount, max_amount, signed, now);
         }

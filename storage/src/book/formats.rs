@@ -38,6 +38,8 @@ pub enum Format {
     SealedFirstPrice,
     SealedSecondPrice,
     Dutch(DutchSpec),
+    /// Multi-round cumulative sealed bidding (see `book::rounds`).
+    MultiRound(super::rounds::MultiRoundSpec),
 }
 
 /// A Dutch auction's descent.
@@ -58,6 +60,7 @@ impl Format {
             Format::SealedFirstPrice => "sealed_first_price",
             Format::SealedSecondPrice => "sealed_second_price",
             Format::Dutch(_) => "dutch",
+            Format::MultiRound(_) => "multi_round_sealed",
         }
     }
 
@@ -74,6 +77,13 @@ impl Format {
         }
         if spec.buy_now_price.is_some() {
             return Err(format!("buy_now_price does not fit a {} auction", self.name()));
+        }
+        if let Format::MultiRound(rounds) = self {
+            rounds.validate()?;
+            if spec.ends_at_ms != spec.starts_at_ms.saturating_add(rounds.join_ms) {
+                return Err("a multi_round_sealed auction's joining window ends at starts_at + join_secs".into());
+            }
+            return Ok(());
         }
         let Format::Dutch(dutch) = self else {
             return Ok(());

@@ -339,10 +339,175 @@ fn a_book_from_before_formats_still_decodes() {
     };
     step(&mut book, STARTS, create);
     let bytes = book.encode();
-    // The format map is the last field; an empty one is a single zero length byte, and
-    // without it the bytes are what snapshot format 2 stored.
-    assert_eq!(bytes.last(), Some(&0));
-    let old = AuctionBook::decode(&bytes[..bytes.len() - 1]).expect("a format-2 book decodes");
+    // The format and rounds maps are the last fields; an empty map is a single zero
+    // length byte, and without them the bytes are what snapshot format 2 stored.
+    assert_eq!(&bytes[bytes.len() - 2..], &[0, 0]);
+    let old = AuctionBook::decode(&bytes[..bytes.len() - 2]).expect("a format-2 book decodes");
     assert_eq!(old, book);
     assert_eq!(AuctionBook::decode(&bytes).unwrap(), book);
+}
+
+fn multi_round(min_rounds: u32, max_rounds: u32, min_bidders: u32) -> Op {
+    let rounds = super::rounds::MultiRoundSpec {
+        min_rounds,
+        max_rounds,
+        round_ms: 10_000,
+        min_bidders,
+        join_ms: 60_000,
+    };
+    Op::CreateFormatAuction {
+        spec: AuctionSpec {
+            ends_at_ms: STARTS + 60_000,
+            ..spec(None)
+        },
+        format: Format::MultiRound(rounds),
+        worker: None,
+    }
+}
+
+fn join(auction_id: AuctionId, bidder: &str) -> Op {
+    Op::JoinAuction {
+        auction_id,
+        bidder: bidder.into(),
+    }
+}
+
+fn start(auction_id: AuctionId) -> Op {
+    Op::StartRounds {
+        auction_id,
+        seller: "sam".into(),
+    }
+}
+
+fn ok_or_code(response: &Response) -> &'static str {
+    match response {
+        Response::Rejected(r) => r.code(),
+        Response::AuctionEnded { outcome, .. } => outcome.as_str(),
+        _ => "ok",
+    }
+}
+
+#[test]
+fn multi_round_bidding_sums_rounds_reveals_each_and_ends_by_its_rules() {
+    let mut book = AuctionBook::new();
+    assert_eq!(ok_or_code(&step(&mut book, STARTS, multi_round(2, 4, 2))), "ok");
+    let b = |bidder: &str, amount: Money| bid(1, bidder, Some(amount), None);
+    // (time, case, op, expected: "ok", a rejection code, or the outcome)
+    let script: Vec<(TimestampMs, &str, Op, &str)> = vec![
+        (1, "ann joins", join(1, "ann"), "ok"),
+        (2, "ann cannot join twice", join(1, "ann"), "already_joined"),
+        (3, "the seller cannot join", join(1, "sam"), "seller_cannot_bid"),
+        (4, "no bids while joining", b("ann", 500), "rounds_not_started"),
+        (5, "one bidder is not enough to start", start(1), "not_enough_bidders"),
+        (6, "bob joins", join(1, "bob"), "ok"),
+        (7, "cy joins", join(1, "cy"), "ok"),
+        (8, "the seller starts round 1", start(1), "ok"),
+        (9, "dee is too late to join", join(1, "dee"), "joining_closed"),
+        (10, "dee did not join", b("dee", 500), "not_a_participant"),
+        (11, "below the minimum per bid", b("ann", 99), "bid_too_low"),
+        (
+            12,
+            "a proxy maximum does not fit",
+            bid(1, "ann", Some(100), Some(900)),
+            "invalid_amount",
+        ),
+        (13, "round 1: ann", b("ann", 100), "ok"),
+        (14, "one bid per round", b("ann", 300), "already_bid"),
+        (15, "round 1: bob", b("bob", 150), "ok"),
+        (
+            16,
+            "cy does not bid: the deadline is not yet",
+            Op::CloseAuction { auction_id: 1 },
+            "not_yet_ended",
+        ),
+        (
+            10_008,
+            "the round 1 deadline completes it; cy's bid counts 0",
+            Op::CloseAuction { auction_id: 1 },
+            "ok",
+        ),
+        (10_010, "round 2: ann", b("ann", 200), "ok"),
+        (10_011, "round 2: bob", b("bob", 100), "ok"),
+        (
+            10_012,
+            "round 2: cy, the last bid, completes it (ann now leads 300 to 250)",
+            b("cy", 120),
+            "ok",
+        ),
+        (10_020, "round 3: ann reaches 400 first", b("ann", 100), "ok"),
+        (10_021, "round 3: bob ties at 400, later", b("bob", 150), "ok"),
+        (
+            10_022,
+            "round 3 completes; ann still leads after min_rounds: the auction ends",
+            b("cy", 100),
+            "sold",
+        ),
+    ];
+    for (at, case, op, expected) in script {
+        let response = step(&mut book, STARTS + at, op);
+        let got = match &response {
+            Response::SealedBidAccepted { events, .. } => events
+                .iter()
+                .find_map(|e| match &e.kind {
+                    EventKind::Closed { outcome } => Some(outcome.as_str()),
+                    _ => None,
+                })
+                .unwrap_or("ok"),
+            other => ok_or_code(other),
+        };
+        assert_eq!(got, expected, "{case}: {response:?}");
+    }
+    let rounds = book.rounds(1).unwrap();
+    assert_eq!(
+        rounds.revealed,
+        vec![
+            vec![("ann".to_string(), 100), ("bob".into(), 150), ("cy".into(), 0)],
+            vec![("ann".to_string(), 200), ("bob".into(), 100), ("cy".into(), 120)],
+            vec![("ann".to_string(), 100), ("bob".into(), 150), ("cy".into(), 100)],
+        ]
+    );
+    let auction = book.auction(1).unwrap();
+    assert_eq!(
+        auction.outcome,
+        Some(sold("ann", 400)),
+        "a tie at 400 goes to who reached it first"
+    );
+    for name in ["ann", "bob", "cy"] {
+        assert_eq!(book.exposure(name), 0, "{name}'s totals are released at the end");
+    }
+}
+
+#[test]
+fn a_multi_round_auction_starts_itself_or_ends_for_want_of_bidders_at_the_joining_deadline() {
+    let mut book = AuctionBook::new();
+    step(&mut book, STARTS, multi_round(1, 1, 2));
+    step(&mut book, STARTS, multi_round(1, 1, 2));
+    for op in [join(1, "ann"), join(2, "ann"), join(2, "bob")] {
+        assert_eq!(ok_or_code(&step(&mut book, STARTS + 1, op)), "ok");
+    }
+    let deadline = STARTS + 60_000;
+    let short = step(&mut book, deadline, Op::CloseAuction { auction_id: 1 });
+    assert!(
+        matches!(
+            &short,
+            Response::AuctionEnded {
+                outcome: Outcome::NotEnoughBidders { joined: 1 },
+                ..
+            }
+        ),
+        "{short:?}"
+    );
+    assert_eq!(
+        ok_or_code(&step(&mut book, deadline, Op::CloseAuction { auction_id: 2 })),
+        "ok"
+    );
+    assert_eq!(
+        book.rounds(2).unwrap().round,
+        1,
+        "enough joined: round 1 started by itself"
+    );
+    assert_eq!(book.auction(2).unwrap().ends_at_ms, deadline + 10_000);
+    // Nobody bids in the one round: no bids.
+    let ended = step(&mut book, deadline + 10_000, Op::CloseAuction { auction_id: 2 });
+    assert_eq!(ok_or_code(&ended), "no_bids", "{ended:?}");
 }

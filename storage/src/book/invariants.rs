@@ -61,6 +61,23 @@ impl AuctionBook {
                     *exposure.entry(bid.bidder.clone()).or_default() += bid.amount;
                 }
             }
+            for (name, risk) in self.round_exposures(auction.id) {
+                *exposure.entry(name).or_default() += risk;
+            }
+        }
+        for (id, rounds) in &self.rounds {
+            if !matches!(self.formats.get(id), Some(Format::MultiRound(_))) {
+                return Err(format!("rounds are kept for auction {id}, which is not multi-round"));
+            }
+            let joined: BTreeSet<&String> = rounds.participants.iter().collect();
+            if joined.len() != rounds.participants.len() || rounds.current.keys().any(|b| !joined.contains(b)) {
+                return Err(format!("auction {id}: a bidder joined twice or bids without joining"));
+            }
+            if rounds.revealed.len() as u32 + u32::from(rounds.round > 0) < rounds.round {
+                return Err(format!(
+                    "auction {id}: rounds revealed do not match the round under way"
+                ));
+            }
         }
         if let Some(id) = self.formats.keys().find(|id| !self.auctions.contains_key(id)) {
             return Err(format!("a format is kept for unknown auction {id}"));
@@ -108,6 +125,13 @@ fn check_auction(auction: &Auction, format: Option<&Format>, last_bid_id: u64) -
     }
     if format.is_some_and(Format::is_sealed) {
         return check_sealed(auction, last_bid_id);
+    }
+    if matches!(format, Some(Format::MultiRound(_))) {
+        // Its bids are in `rounds`, its end is its current deadline.
+        if auction.leader.is_some() || auction.price != 0 || !auction.bids.is_empty() {
+            return Err("a multi-round auction keeps its bids in its rounds, not as a leader".into());
+        }
+        return Ok(());
     }
     if auction.leader.is_some() == auction.bids.is_empty() {
         return Err("there must be a leader exactly when there are bids".into());

@@ -128,6 +128,9 @@ impl AuctionBook {
                 ends_at_ms: auction.ends_at_ms,
             });
         }
+        if matches!(self.formats.get(&id), Some(super::formats::Format::MultiRound(_))) {
+            return self.round_deadline(id, now);
+        }
         let sealed = self.formats.get(&id).filter(|f| f.is_sealed());
         let outcome = match (&auction.leader, auction.spec.reserve_price) {
             _ if sealed.is_some() => {
@@ -164,7 +167,8 @@ impl AuctionBook {
             if *seller != auction.spec.seller {
                 return Err(Rejection::NotSeller);
             }
-            if auction.leader.is_some() || !auction.bids.is_empty() {
+            let rounds_began = self.rounds.get(&id).is_some_and(|r| r.round > 0);
+            if auction.leader.is_some() || !auction.bids.is_empty() || rounds_began {
                 return Err(Rejection::HasBids);
             }
         }
@@ -201,6 +205,8 @@ impl AuctionBook {
         status: AuctionStatus,
         outcome: Outcome,
     ) {
+        // What a multi-round auction's participants risk (their totals).
+        let rounds = self.round_exposures(id);
         let Some(auction) = self.auctions.get_mut(&id) else {
             return;
         };
@@ -215,6 +221,9 @@ impl AuctionBook {
         };
         if let Some(node_id) = auction.worker {
             self.unhost(node_id, id);
+        }
+        for (name, risk) in rounds {
+            self.shift_exposure(&name, risk, 0);
         }
         if let Some((name, max)) = leader {
             self.shift_exposure(&name, max, 0);
