@@ -245,3 +245,115 @@ async fn a_dutch_auction_falls_and_sells_to_its_first_taker_and_misfit_fields_ar
         (200, Some("won"), Some(price))
     );
 }
+
+#[tokio::test]
+async fn a_multi_round_auction_runs_joins_rounds_reveals_and_cumulative_totals() {
+    let _serial = serial().await;
+    let c = TestCluster::start(1, TEST_RAFT).await;
+    log("phase: a multi-round auction opens for joining");
+    let (status, created) = c
+        .post(
+            1,
+            "/v1/auctions",
+            &json!({"seller": "sam", "title": "fishing rights", "format": "multi_round_sealed", "starting_price": 1000,
+                    "min_rounds": 1, "max_rounds": 2, "round_secs": 30, "min_bidders": 2, "join_secs": 60}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    assert_eq!(created["status"], "open_for_joining", "{created}");
+    let post = |who: &'static str, path: String, body: Value| {
+        let c = &c;
+        async move {
+            let token = c.token(who).await.unwrap();
+            c.post_with(1, &path, &body, None, Some(&token)).await
+        }
+    };
+    let (status, early) = post("sam", format!("/v1/auctions/{id}/start"), json!({})).await;
+    assert_eq!(
+        (status, early["error"]["code"].as_str()),
+        (409, Some("not_enough_bidders")),
+        "{early}"
+    );
+    for who in ["ann", "bob", "cy"] {
+        let (status, joined) = post(who, format!("/v1/auctions/{id}/join"), json!({})).await;
+        assert_eq!(status, 200, "{joined}");
+    }
+    let (status, started) = post("sam", format!("/v1/auctions/{id}/start"), json!({})).await;
+    assert_eq!((status, started["round"].as_u64()), (200, Some(1)), "{started}");
+    let (status, late) = post("dee", format!("/v1/auctions/{id}/join"), json!({})).await;
+    assert_eq!(
+        (status, late["error"]["code"].as_str()),
+        (409, Some("joining_closed")),
+        "{late}"
+    );
+
+    log("phase: round 1 bids stay sealed until the last one is in");
+    let bid = |who: &'static str, amount: u64| post(who, format!("/v1/auctions/{id}/bids"), json!({"amount": amount}));
+    assert_eq!(bid("ann", 3_001).await.0, 201);
+    assert_eq!(bid("bob", 2_002).await.0, 201);
+    let (status, twice) = bid("bob", 2_500).await;
+    assert_eq!(
+        (status, twice["error"]["code"].as_str()),
+        (409, Some("already_bid")),
+        "{twice}"
+    );
+    let reads = every_read(&c, id).await;
+    assert!(
+        !reads.contains("3001") && !reads.contains("2002"),
+        "a round-1 amount is visible: {reads}"
+    );
+    assert_eq!(bid("cy", 1_003).await.0, 201);
+    let (_, view) = c.get(1, &format!("/v1/auctions/{id}")).await;
+    assert_eq!(
+        view["round"].as_u64(),
+        Some(2),
+        "the last bid completed round 1: {view}"
+    );
+    assert_eq!(view["rounds"][0][0], json!({"bidder": "ann", "amount": 3001}), "{view}");
+    assert_eq!(view["totals"][0], json!({"bidder": "ann", "total": 3001}), "{view}");
+
+    log("phase: round 2 (the last) decides by cumulative total");
+    assert_eq!(bid("ann", 1_000).await.0, 201);
+    assert_eq!(bid("bob", 2_500).await.0, 201);
+    assert_eq!(bid("cy", 1_000).await.0, 201);
+    let (_, closed) = c.get(1, &format!("/v1/auctions/{id}")).await;
+    assert_eq!(closed["status"], "closed", "{closed}");
+    assert_eq!(
+        closed["result"],
+        json!({"outcome": "sold", "winner": "bob", "price": 4502}),
+        "{closed}"
+    );
+    let (status, won) = result_of(&c, id, "bob").await;
+    assert_eq!(
+        (status, won["result"].as_str(), won["price"].as_u64()),
+        (200, Some("won"), Some(4502)),
+        "{won}"
+    );
+    let (status, lost) = result_of(&c, id, "cy").await;
+    assert_eq!((status, lost["result"].as_str()), (200, Some("lost")), "{lost}");
+    assert_eq!(
+        lost["totals"].as_array().map(Vec::len),
+        Some(3),
+        "every participant's total: {lost}"
+    );
+
+    log("phase: the event stream tells the whole story");
+    let text = c
+        .http
+        .get(c.node(1).url(&format!("/v1/auctions/{id}/events")))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for kind in ["joined", "round_started", "sealed_bid", "round_completed", "closed"] {
+        assert!(
+            text.contains(&format!("\"kind\":\"{kind}\"")),
+            "no {kind} event: {text}"
+        );
+    }
+}

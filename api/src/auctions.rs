@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gavel_storage::book::formats::{dutch_ends_at, dutch_price, DutchSpec, Format};
 use gavel_storage::book::idempotency;
+use gavel_storage::book::rounds::{MultiRoundSpec, Rounds};
 use gavel_storage::{
     Auction, AuctionSpec, AuctionStatus, Command, IncrementBand, IncrementRule, Op, Outcome, Response as BookResponse,
     SoftClose,
@@ -76,9 +77,18 @@ struct CreateAuction {
     decrement: Option<u64>,
     decrement_every_secs: Option<u64>,
     floor_price: Option<u64>,
+    /// multi_round_sealed only (all but `join_secs` required there).
+    min_rounds: Option<u32>,
+    max_rounds: Option<u32>,
+    round_secs: Option<u64>,
+    min_bidders: Option<u32>,
+    join_secs: Option<u64>,
 }
 
-/// The formats `POST /v1/auctions` names, and the one it does not run yet.
+/// How long a multi-round auction takes participants when `join_secs` is not given.
+pub const JOIN_SECS_DEFAULT: u64 = 600;
+
+/// The formats `POST /v1/auctions` runs.
 const FORMATS: [&str; 5] = [
     "english",
     "sealed_first_price",
@@ -105,11 +115,6 @@ impl CreateAuction {
                 FORMATS.join(", ")
             )));
         }
-        if name == "multi_round_sealed" {
-            return Err(ApiError::invalid(
-                "format multi_round_sealed is not available in this release",
-            ));
-        }
         let dutch_fields = [
             ("decrement", self.decrement.is_some()),
             ("decrement_every_secs", self.decrement_every_secs.is_some()),
@@ -120,6 +125,13 @@ impl CreateAuction {
             ("soft_close", self.soft_close.is_some()),
             ("buy_now_price", self.buy_now_price.is_some()),
         ];
+        let round_fields = [
+            ("min_rounds", self.min_rounds.is_some()),
+            ("max_rounds", self.max_rounds.is_some()),
+            ("round_secs", self.round_secs.is_some()),
+            ("min_bidders", self.min_bidders.is_some()),
+            ("join_secs", self.join_secs.is_some()),
+        ];
         let starts_at_ms = match &self.starts_at {
             Some(s) => parse_rfc3339("starts_at", s)?,
             None => now,
@@ -127,10 +139,34 @@ impl CreateAuction {
         let format = match name {
             "english" => {
                 self.refuse_fields(name, &dutch_fields)?;
+                self.refuse_fields(name, &round_fields)?;
                 None
+            }
+            "multi_round_sealed" => {
+                self.refuse_fields(name, &english_fields)?;
+                self.refuse_fields(name, &dutch_fields)?;
+                self.refuse_fields(
+                    name,
+                    &[
+                        ("ends_at", self.ends_at.is_some()),
+                        ("duration_secs", self.duration_secs.is_some()),
+                    ],
+                )?;
+                let need = |field: &str, v: Option<u64>| {
+                    v.ok_or_else(|| ApiError::invalid(format!("a multi_round_sealed auction needs {field}")))
+                };
+                let small = |field: &str, v: Option<u32>| need(field, v.map(u64::from)).map(|v| v as u32);
+                Some(Format::MultiRound(MultiRoundSpec {
+                    min_rounds: small("min_rounds", self.min_rounds)?,
+                    max_rounds: small("max_rounds", self.max_rounds)?,
+                    round_ms: need("round_secs", self.round_secs)?.saturating_mul(1000),
+                    min_bidders: small("min_bidders", self.min_bidders)?,
+                    join_ms: self.join_secs.unwrap_or(JOIN_SECS_DEFAULT).saturating_mul(1000),
+                }))
             }
             "dutch" => {
                 self.refuse_fields(name, &english_fields)?;
+                self.refuse_fields(name, &round_fields)?;
                 self.refuse_fields(
                     name,
                     &[
@@ -151,6 +187,7 @@ impl CreateAuction {
             sealed => {
                 self.refuse_fields(name, &english_fields)?;
                 self.refuse_fields(name, &dutch_fields)?;
+                self.refuse_fields(name, &round_fields)?;
                 Some(if sealed == "sealed_first_price" {
                     Format::SealedFirstPrice
                 } else {
@@ -164,6 +201,13 @@ impl CreateAuction {
                     unreachable!()
                 };
                 dutch_ends_at(starts_at_ms, self.starting_price, dutch).unwrap_or(u64::MAX)
+            }
+            // A multi-round auction's first deadline is the end of its joining window.
+            _ if matches!(format, Some(Format::MultiRound(_))) => {
+                let Some(Format::MultiRound(rounds)) = &format else {
+                    unreachable!()
+                };
+                starts_at_ms.saturating_add(rounds.join_ms)
             }
             (Some(_), Some(_)) => return Err(ApiError::invalid("give ends_at or duration_secs, not both")),
             (None, None) => return Err(ApiError::invalid("give ends_at or duration_secs")),
@@ -297,6 +341,7 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
     let view = auction_view(
         &as_created(auction, seq),
         st.book.format(auction_id),
+        None,
         auction.created_at_ms,
     );
     Ok((
@@ -341,7 +386,7 @@ pub async fn get(
     read_barrier(&s, params.consistency.as_deref()).await?;
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
-    Ok(Json(auction_view(auction, st.book.format(id), now_ms())).into_response())
+    Ok(Json(auction_view(auction, st.book.format(id), st.book.rounds(id), now_ms())).into_response())
 }
 
 pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Response, ApiError> {
@@ -386,7 +431,12 @@ pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListPara
             next = items.last().and_then(|v| v["id"].as_u64());
             break;
         }
-        items.push(auction_view(auction, st.book.format(auction.id), now));
+        items.push(auction_view(
+            auction,
+            st.book.format(auction.id),
+            st.book.rounds(auction.id),
+            now,
+        ));
     }
     Ok(Json(json!({ "auctions": items, "next_after": next })).into_response())
 }
@@ -445,6 +495,7 @@ pub fn outcome_view(outcome: &Outcome) -> Value {
                 gavel_storage::Actor::Admin => "admin",
             });
         }
+        Outcome::NotEnoughBidders { joined } => v["joined"] = json!(joined),
         Outcome::NoBids => {}
     }
     v
@@ -452,7 +503,7 @@ pub fn outcome_view(outcome: &Outcome) -> Value {
 
 /// The public view of an auction: the reserve is never shown, only whether it is met;
 /// proxy maxima are never shown.
-pub fn auction_view(a: &Auction, format: Option<&Format>, now: u64) -> Value {
+pub fn auction_view(a: &Auction, format: Option<&Format>, rounds: Option<&Rounds>, now: u64) -> Value {
     let increment = match &a.spec.increment {
         IncrementRule::Fixed(step) => json!(step),
         IncrementRule::Table(bands) => {
@@ -498,6 +549,25 @@ pub fn auction_view(a: &Auction, format: Option<&Format>, now: u64) -> Value {
                 v["min_next_bid"] = v["current_price"].clone();
             }
         }
+        Some(Format::MultiRound(spec)) => {
+            let rounds = rounds.cloned().unwrap_or_default();
+            if a.status == AuctionStatus::Open && rounds.round == 0 {
+                v["status"] = json!("open_for_joining");
+            }
+            v["increment"] = Value::Null;
+            v["min_next_bid"] = json!(a.spec.starting_price);
+            v["min_rounds"] = json!(spec.min_rounds);
+            v["max_rounds"] = json!(spec.max_rounds);
+            v["round_secs"] = json!(spec.round_ms / 1000);
+            v["min_bidders"] = json!(spec.min_bidders);
+            v["join_secs"] = json!(spec.join_ms / 1000);
+            v.as_object_mut().map(|o| o.remove("original_ends_at"));
+            v["round"] = json!(rounds.round);
+            v["participants"] = json!(rounds.participants);
+            v["bids_this_round"] = json!(rounds.current.len());
+            v["rounds"] = rounds_view(&rounds);
+            v["totals"] = totals_view(&rounds);
+        }
         Some(sealed) if sealed.is_sealed() => {
             // Nothing of the bids before the close but how many bidders there are.
             v["sealed"] = json!(true);
@@ -506,4 +576,28 @@ pub fn auction_view(a: &Auction, format: Option<&Format>, now: u64) -> Value {
         _ => {}
     }
     v
+}
+
+/// The revealed rounds of a multi-round auction: `[[{"bidder", "amount"}]]`, round by
+/// round, each in bid order (0: no bid). The round under way is never in it.
+pub fn rounds_view(rounds: &Rounds) -> Value {
+    json!(rounds
+        .revealed
+        .iter()
+        .map(|bids| bids
+            .iter()
+            .map(|(bidder, amount)| json!({"bidder": bidder, "amount": amount}))
+            .collect::<Vec<_>>())
+        .collect::<Vec<_>>())
+}
+
+/// Every participant's cumulative total over the revealed rounds, highest first (ties:
+/// who reached it first).
+pub fn totals_view(rounds: &Rounds) -> Value {
+    let mut totals: Vec<(String, (u64, (u32, u64)))> = rounds.totals().into_iter().collect();
+    totals.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)));
+    json!(totals
+        .into_iter()
+        .map(|(bidder, (total, _))| json!({"bidder": bidder, "total": total}))
+        .collect::<Vec<_>>())
 }

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use gavel_storage::book::accounts::Role;
+use gavel_storage::book::formats::Format;
 use gavel_storage::{Actor, Op, Outcome, Response as BookResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -102,6 +103,18 @@ pub async fn list_bids(
     let admin = crate::auth::authenticate_admin(&s, &req).is_ok();
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
+    if matches!(st.book.format(id), Some(Format::MultiRound(_))) {
+        // Completed rounds are revealed to everyone; the round under way is sealed.
+        let rounds = st.book.rounds(id).cloned().unwrap_or_default();
+        return Ok(Json(json!({
+            "auction_id": id,
+            "round": rounds.round,
+            "rounds": crate::auctions::rounds_view(&rounds),
+            "bids_this_round": rounds.current.len(),
+            "bids": [],
+        }))
+        .into_response());
+    }
     if st.book.is_sealed_open(id) {
         // Sealed until the close, for everyone: only how many have bid.
         return Ok(Json(json!({
@@ -207,7 +220,7 @@ fn ended(s: &AppState, id: u64, resp: BookResponse) -> Result<Response, ApiError
             let view = st
                 .book
                 .auction(id)
-                .map(|a| auction_view(a, st.book.format(id), now_ms()));
+                .map(|a| auction_view(a, st.book.format(id), st.book.rounds(id), now_ms()));
             let winner = match &outcome {
                 Outcome::BoughtNow { buyer, price } => json!({ "buyer": buyer, "price": price }),
                 _ => Value::Null,
@@ -248,6 +261,11 @@ pub async fn result(
         "format": st.book.format(id).map_or("english", |f| f.name()),
         "outcome": outcome.as_str(),
     });
+    let rounds = st.book.rounds(id);
+    let bid = bid || rounds.is_some_and(|r| r.participants.iter().any(|p| p == me));
+    if let Some(rounds) = rounds {
+        v["totals"] = crate::auctions::totals_view(rounds);
+    }
     match sold {
         Some((winner, price)) if winner == me => {
             v["result"] = json!("won");
@@ -269,4 +287,57 @@ pub async fn result(
         }
     }
     Ok(Json(v).into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Join {
+    bidder: Option<String>,
+}
+
+/// `POST /v1/auctions/{id}/join`: the caller joins a multi-round auction while it is
+/// open for joining.
+pub async fn join(State(s): State<AppState>, ApiPath(id): ApiPath<u64>, req: RawRequest) -> Result<Response, ApiError> {
+    let body: Join = if req.body.iter().all(u8::is_ascii_whitespace) {
+        Join::default()
+    } else {
+        parse_json(&req.body)?
+    };
+    let build = |_, auth: &crate::auth::Authenticated| {
+        Ok(Op::JoinAuction {
+            auction_id: id,
+            bidder: auth.own_name(body.bidder)?,
+        })
+    };
+    rounds_answer(&s, id, propose(&s, &req, build).await?)
+}
+
+/// `POST /v1/auctions/{id}/start`: the seller starts round 1 once enough have joined.
+pub async fn start(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+    req: RawRequest,
+) -> Result<Response, ApiError> {
+    let build = |_, auth: &crate::auth::Authenticated| {
+        Ok(Op::StartRounds {
+            auction_id: id,
+            seller: auth.name().to_string(),
+        })
+    };
+    rounds_answer(&s, id, propose(&s, &req, build).await?)
+}
+
+/// The multi-round auction after a join or a start.
+fn rounds_answer(s: &AppState, id: u64, resp: BookResponse) -> Result<Response, ApiError> {
+    match resp {
+        BookResponse::RoundsChanged { .. } => {
+            let st = s.sm.read();
+            let view = st
+                .book
+                .auction(id)
+                .map(|a| auction_view(a, st.book.format(id), st.book.rounds(id), now_ms()));
+            Ok(Json(view.unwrap_or(Value::Null)).into_response())
+        }
+        other => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
+    }
 }

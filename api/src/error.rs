@@ -159,7 +159,13 @@ pub fn rejection_status(r: &Rejection) -> StatusCode {
         | Rejection::BuyNowUnavailable
         | Rejection::IdempotencyKeyReused
         | Rejection::IdempotencyKeyExpired
-        | Rejection::SubscriptionTaken => StatusCode::CONFLICT,
+        | Rejection::SubscriptionTaken
+        | Rejection::JoiningClosed
+        | Rejection::AlreadyJoined
+        | Rejection::NotEnoughBidders { .. }
+        | Rejection::RoundsNotStarted
+        | Rejection::AlreadyBid { .. } => StatusCode::CONFLICT,
+        Rejection::NotAParticipant => StatusCode::FORBIDDEN,
     }
 }
 
@@ -212,6 +218,14 @@ fn rejection_message(r: &Rejection) -> String {
             format!("this account holds (or waits for) {max} UDP subscriptions already")
         }
         Rejection::SubscriptionTaken => "another account's subscription holds this address".into(),
+        Rejection::JoiningClosed => "the auction no longer takes participants: its rounds have begun".into(),
+        Rejection::AlreadyJoined => "this bidder has joined the auction already".into(),
+        Rejection::NotEnoughBidders { joined, needed } => {
+            format!("{joined} bidders have joined; the rounds need {needed}")
+        }
+        Rejection::NotAParticipant => "only a participant who joined may bid in a multi-round auction".into(),
+        Rejection::RoundsNotStarted => "the auction is open for joining; its first round has not started".into(),
+        Rejection::AlreadyBid { round } => format!("this participant has bid in round {round} already"),
     }
 }
 

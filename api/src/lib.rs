@@ -60,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auctions/{id}/bids", post(bids::place_bid).get(bids::list_bids))
         .route("/v1/auctions/{id}/buy", post(bids::buy_now))
         .route("/v1/auctions/{id}/result", get(bids::result))
+        .route("/v1/auctions/{id}/join", post(bids::join))
+        .route("/v1/auctions/{id}/start", post(bids::start))
         .route("/v1/auctions/{id}/cancel", post(bids::cancel))
         .route("/v1/auctions/{id}/events", get(sse::events))
         .route(

@@ -61,6 +61,21 @@ pub fn event_json(e: &AuctionEvent) -> Value {
         }
         EventKind::Reassigned { worker } => v["worker"] = json!(worker),
         EventKind::SealedBid { bid_count } => v["bid_count"] = json!(bid_count),
+        EventKind::Joined { bidder, participants } => {
+            v["bidder"] = json!(bidder);
+            v["participants"] = json!(participants);
+        }
+        EventKind::RoundStarted { round, ends_at_ms } => {
+            v["round"] = json!(round);
+            v["round_ends_at"] = json!(rfc3339(*ends_at_ms));
+        }
+        EventKind::RoundCompleted { round, bids } => {
+            v["round"] = json!(round);
+            v["bids"] = json!(bids
+                .iter()
+                .map(|(bidder, amount)| json!({"bidder": bidder, "amount": amount}))
+                .collect::<Vec<_>>());
+        }
         EventKind::Created | EventKind::Opened => {}
     }
     v

@@ -8,18 +8,23 @@
 //! 0       2     magic       0x47 0x56 ("GV")
 //! 2       1     version     1
 //! 3       1     kind        1 created, 2 opened, 3 bid_accepted, 4 extended, 5 closed,
-//!                           6 cancelled, 7 reassigned, 8 sealed_bid
+//!                           6 cancelled, 7 reassigned, 8 sealed_bid, 9 joined,
+//!                           10 round_started, 11 round_completed
 //! 4       8     auction_id
 //! 12      8     seq         per-auction, gapless: a gap means datagrams were missed
 //! 20      8     ts_ms       command time, ms since the Unix epoch
 //! 28      8     amount      bid_accepted: visible price; closed: final price (0 if none);
-//!                           sealed_bid: how many bidders have bid (never an amount)
+//!                           sealed_bid: how many bidders have bid (never an amount);
+//!                           joined: participants; round_completed: the round's highest
+//!                           bid (the whole reveal is over SSE and HTTP)
 //! 36      8     ends_at_ms  the auction's current end (after extensions)
 //! 44      1     detail      closed: outcome (1 sold, 2 reserve_not_met, 3 no_bids,
-//!                           4 cancelled, 5 bought_now); extended: extensions (max 255);
+//!                           4 cancelled, 5 bought_now, 6 not_enough_bidders); extended:
+//!                           extensions (max 255); round_started/completed: the round;
 //!                           reassigned: 0; else 0
 //! 45      1     bidder_len  N <= 128
-//! 46      N     bidder      UTF-8: bid_accepted: the leader; closed: the winner
+//! 46      N     bidder      UTF-8: bid_accepted: the leader; closed: the winner; joined:
+//!                           who joined; round_completed: who bid highest
 //! 46+N    4     crc32       CRC-32 (IEEE) of bytes [0, 46+N)
 //! ```
 //! At most 178 bytes. Encoded once per event, sent to every live subscriber.
@@ -118,6 +123,9 @@ pub fn kind_name(kind: u8) -> &'static str {
         6 => "cancelled",
         7 => "reassigned",
         8 => "sealed_bid",
+        9 => "joined",
+        10 => "round_started",
+        11 => "round_completed",
         _ => "unknown",
     }
 }
@@ -129,6 +137,7 @@ pub fn outcome_code(outcome: &Outcome) -> u8 {
         Outcome::NoBids => 3,
         Outcome::Cancelled { .. } => 4,
         Outcome::BoughtNow { .. } => 5,
+        Outcome::NotEnoughBidders { .. } => 6,
     }
 }
 
@@ -151,9 +160,20 @@ impl EventFrame {
             EventKind::Cancelled { .. } => (6, 0, 4, String::new()),
             EventKind::Reassigned { .. } => (7, 0, 0, String::new()),
             EventKind::SealedBid { bid_count } => (8, *bid_count, 0, String::new()),
+            EventKind::Joined { bidder, participants } => (9, u64::from(*participants), 0, bidder.clone()),
+            EventKind::RoundStarted { round, .. } => (10, 0, (*round).min(255) as u8, String::new()),
+            EventKind::RoundCompleted { round, bids } => {
+                // The round's highest bid (the whole reveal is over SSE and HTTP).
+                let (bidder, amount) = bids
+                    .iter()
+                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                    .cloned()
+                    .unwrap_or_default();
+                (11, amount, (*round).min(255) as u8, bidder)
+            }
         };
         let ends_at_ms = match &event.kind {
-            EventKind::Extended { ends_at_ms, .. } => *ends_at_ms,
+            EventKind::Extended { ends_at_ms, .. } | EventKind::RoundStarted { ends_at_ms, .. } => *ends_at_ms,
             _ => ends_at_ms,
         };
         EventFrame {
