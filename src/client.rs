@@ -35,8 +35,17 @@ pub struct ClientArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuctionCommand {
-    /// Create an English auction.
+    /// Create an auction of any format (English unless --format says otherwise).
     Create(CreateArgs),
+    /// Join a multi-round auction as the token's account, while it is open for joining.
+    Join {
+        id: u64,
+        /// Idempotency-Key of the request.
+        #[arg(long = "idempotency-key")]
+        key: Option<String>,
+    },
+    /// Start a multi-round auction's first round, as its seller.
+    Start { id: u64 },
     /// List auctions.
     List {
         /// scheduled, open, closed or cancelled.
@@ -83,9 +92,36 @@ pub struct CreateArgs {
     /// In minor units (cents).
     #[arg(long)]
     starting_price: u64,
-    /// A fixed step in minor units.
+    /// english (default), sealed_first_price, sealed_second_price, dutch or
+    /// multi_round_sealed.
+    #[arg(long, default_value = "english", value_parser = ["english", "sealed_first_price", "sealed_second_price", "dutch", "multi_round_sealed"])]
+    format: String,
+    /// English: a fixed step in minor units.
     #[arg(long)]
-    increment: u64,
+    increment: Option<u64>,
+    /// Dutch: the price falls by this much ...
+    #[arg(long)]
+    decrement: Option<u64>,
+    /// Dutch: ... every this many seconds ...
+    #[arg(long)]
+    decrement_every_secs: Option<u64>,
+    /// Dutch: ... down to this price.
+    #[arg(long)]
+    floor_price: Option<u64>,
+    /// Multi-round: rounds at least, and at most.
+    #[arg(long)]
+    min_rounds: Option<u32>,
+    #[arg(long)]
+    max_rounds: Option<u32>,
+    /// Multi-round: each round's deadline, in seconds.
+    #[arg(long)]
+    round_secs: Option<u64>,
+    /// Multi-round: participants needed to start.
+    #[arg(long)]
+    min_bidders: Option<u32>,
+    /// Multi-round: how long it takes participants.
+    #[arg(long)]
+    join_secs: Option<u64>,
     #[arg(long)]
     reserve_price: Option<u64>,
     #[arg(long)]
@@ -209,9 +245,18 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
     let answer = match &args.command {
         AuctionCommand::Create(c) => {
             let mut body = json!({
-                "title": c.title, "starting_price": c.starting_price, "increment": c.increment,
+                "title": c.title, "starting_price": c.starting_price, "format": c.format,
             });
             for (k, v) in [
+                ("increment", c.increment.map(Value::from)),
+                ("decrement", c.decrement.map(Value::from)),
+                ("decrement_every_secs", c.decrement_every_secs.map(Value::from)),
+                ("floor_price", c.floor_price.map(Value::from)),
+                ("min_rounds", c.min_rounds.map(Value::from)),
+                ("max_rounds", c.max_rounds.map(Value::from)),
+                ("round_secs", c.round_secs.map(Value::from)),
+                ("min_bidders", c.min_bidders.map(Value::from)),
+                ("join_secs", c.join_secs.map(Value::from)),
                 ("reserve_price", c.reserve_price.map(Value::from)),
                 ("buy_now_price", c.buy_now_price.map(Value::from)),
                 ("starts_at", c.starts_at.clone().map(Value::from)),
@@ -296,6 +341,16 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
                 .post(&format!("/v1/auctions/{id}/cancel"), json!({}), None)
                 .await?
         }
+        AuctionCommand::Join { id, key } => {
+            client
+                .post(&format!("/v1/auctions/{id}/join"), json!({}), key.as_deref())
+                .await?
+        }
+        AuctionCommand::Start { id } => {
+            client
+                .post(&format!("/v1/auctions/{id}/start"), json!({}), None)
+                .await?
+        }
     };
     if let Some(code) = refused(&answer) {
         return Ok(code);
@@ -325,6 +380,7 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
         }
         AuctionCommand::Show { .. } => {
             println!("{}", auction_table(&answer.body["auction"]));
+            print_rounds(&answer.body["auction"]);
             let mut t = table(&["bid", "bidder", "amount", "price after", "leader after", "at"]);
             for b in answer.body["bids"].as_array().into_iter().flatten() {
                 t.add_row(vec![
@@ -337,6 +393,18 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
                 ]);
             }
             println!("\n{t}");
+        }
+        AuctionCommand::Bid { .. } if answer.body["sealed"] == json!(true) => {
+            let b = &answer.body;
+            let replaced = if b["replaced"] == json!(true) {
+                ", replacing your earlier bid"
+            } else {
+                ""
+            };
+            println!(
+                "sealed bid {} accepted{replaced}; amounts are revealed at the close",
+                b["bid_id"]
+            );
         }
         AuctionCommand::Bid { .. } => {
             let b = &answer.body;
@@ -359,7 +427,10 @@ async fn run_async(args: ClientArgs) -> Result<ExitCode> {
                 }
             );
         }
-        AuctionCommand::Create(_) => println!("{}", auction_table(&answer.body)),
+        AuctionCommand::Create(_) | AuctionCommand::Join { .. } | AuctionCommand::Start { .. } => {
+            println!("{}", auction_table(&answer.body));
+            print_rounds(&answer.body);
+        }
         AuctionCommand::Cancel { .. } | AuctionCommand::Buy { .. } => {
             println!("{}", auction_table(&answer.body["auction"]))
         }
@@ -411,6 +482,39 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
+/// A multi-round auction's participants, revealed rounds and totals.
+fn print_rounds(a: &Value) {
+    if a["format"] != json!("multi_round_sealed") {
+        return;
+    }
+    let names: Vec<String> = a["participants"].as_array().into_iter().flatten().map(text).collect();
+    println!(
+        "\nround {} of {}-{}; participants: {}",
+        text(&a["round"]),
+        text(&a["min_rounds"]),
+        text(&a["max_rounds"]),
+        names.join(", ")
+    );
+    for (i, round) in a["rounds"].as_array().into_iter().flatten().enumerate() {
+        let bids: Vec<String> = round
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| format!("{} {}", text(&b["bidder"]), text(&b["amount"])))
+            .collect();
+        println!("round {}: {}", i + 1, bids.join(", "));
+    }
+    let totals: Vec<String> = a["totals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| format!("{} {}", text(&t["bidder"]), text(&t["total"])))
+        .collect();
+    if !totals.is_empty() {
+        println!("totals: {}", totals.join(", "));
+    }
+}
+
 fn auction_table(a: &Value) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
@@ -429,6 +533,7 @@ fn auction_table(a: &Value) -> Table {
     for (k, v) in [
         ("id", text(&a["id"])),
         ("title", text(&a["title"])),
+        ("format", text(&a["format"])),
         ("seller", text(&a["seller"])),
         ("status", text(&a["status"])),
         ("price", text(&a["highest_bid"]["amount"])),

@@ -172,7 +172,15 @@ async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
                     "amount": frame.amount, "ends_at_ms": frame.ends_at_ms, "detail": frame.detail, "bidder": frame.bidder,
                 });
                 let who = if frame.bidder.is_empty() { String::new() } else { format!(" {}", frame.bidder) };
-                print(args, &v, format!("seq {:>5}  {:<13} amount {:>10}{who}", frame.seq, kind_name(frame.kind), frame.amount));
+                let line = match frame.kind {
+                    // Round events: the round number rides in `detail`.
+                    10 => format!("seq {:>5}  round {} started, ends at {} ms", frame.seq, frame.detail, frame.ends_at_ms),
+                    11 => format!("seq {:>5}  round {} completed; highest bid {}{who}", frame.seq, frame.detail, frame.amount),
+                    9 => format!("seq {:>5}  joined{who} ({} participants)", frame.seq, frame.amount),
+                    8 => format!("seq {:>5}  sealed bid ({} bidders so far)", frame.seq, frame.amount),
+                    _ => format!("seq {:>5}  {:<13} amount {:>10}{who}", frame.seq, kind_name(frame.kind), frame.amount),
+                };
+                print(args, &v, line);
                 seen += 1;
                 if matches!(frame.kind, 5 | 6) || args.count.is_some_and(|c| seen >= c) {
                     return Ok(ExitCode::SUCCESS);
@@ -238,7 +246,27 @@ async fn watch_sse(args: &WatchArgs) -> Result<ExitCode> {
                     if !seq.accept(args.auction_id, s) {
                         continue;
                     }
-                    print(args, &v, format!("seq {s:>5}  {}", safe_json_line(&v)));
+                    let line = match v["kind"].as_str() {
+                        Some("round_completed") => {
+                            let bids: Vec<String> = v["bids"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|b| format!("{} {}", b["bidder"].as_str().unwrap_or("?"), b["amount"]))
+                                .collect();
+                            safe(&format!(
+                                "seq {s:>5}  round {} completed: {}",
+                                v["round"],
+                                bids.join(", ")
+                            ))
+                        }
+                        Some("round_started") => safe(&format!(
+                            "seq {s:>5}  round {} started, ends at {}",
+                            v["round"], v["round_ends_at"]
+                        )),
+                        _ => format!("seq {s:>5}  {}", safe_json_line(&v)),
+                    };
+                    print(args, &v, line);
                     seen += 1;
                     if v.get("result").is_some()
                         || v.get("cancelled_by").is_some()

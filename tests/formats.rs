@@ -357,3 +357,123 @@ async fn a_multi_round_auction_runs_joins_rounds_reveals_and_cumulative_totals()
         );
     }
 }
+
+#[tokio::test]
+async fn the_command_line_creates_joins_starts_and_bids_in_every_format() {
+    let _serial = serial().await;
+    let c = TestCluster::start(1, TEST_RAFT).await;
+    let node = c.node(1).addr.clone();
+    let cli = |token: &str, args: &[&str]| {
+        let mut full = vec!["auction", "--node", node.as_str(), "--token", token];
+        full.extend_from_slice(args);
+        std::process::Command::new(env!("CARGO_BIN_EXE_gavel"))
+            .args(&full)
+            .output()
+            .unwrap()
+    };
+    let json_of = |out: &std::process::Output| -> Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (sam, ann, bob) = (
+        c.token("sam").await.unwrap(),
+        c.token("ann").await.unwrap(),
+        c.token("bob").await.unwrap(),
+    );
+
+    log("phase: a sealed auction from the command line");
+    let sealed = json_of(&cli(
+        &sam,
+        &[
+            "create",
+            "--title",
+            "tender",
+            "--format",
+            "sealed_second_price",
+            "--starting-price",
+            "100",
+            "--duration-secs",
+            "600",
+            "--json",
+        ],
+    ));
+    let id = sealed["id"].to_string();
+    let out = cli(&ann, &["bid", &id, "--amount", "500"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sealed bid"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    log("phase: a dutch auction from the command line");
+    let dutch = json_of(&cli(
+        &sam,
+        &[
+            "create",
+            "--title",
+            "tulips",
+            "--format",
+            "dutch",
+            "--starting-price",
+            "1000",
+            "--decrement",
+            "10",
+            "--decrement-every-secs",
+            "60",
+            "--floor-price",
+            "500",
+            "--json",
+        ],
+    ));
+    assert_eq!(dutch["current_price"].as_u64(), Some(1000), "{dutch}");
+    let taken = json_of(&cli(
+        &bob,
+        &["bid", &dutch["id"].to_string(), "--amount", "1000", "--json"],
+    ));
+    assert_eq!(
+        (taken["leader"].as_str(), taken["price"].as_u64()),
+        (Some("bob"), Some(1000))
+    );
+
+    log("phase: a multi-round auction: create, join, start, bid, show");
+    let rounds = json_of(&cli(
+        &sam,
+        &[
+            "create",
+            "--title",
+            "rights",
+            "--format",
+            "multi_round_sealed",
+            "--starting-price",
+            "100",
+            "--min-rounds",
+            "1",
+            "--max-rounds",
+            "1",
+            "--round-secs",
+            "60",
+            "--min-bidders",
+            "2",
+            "--json",
+        ],
+    ));
+    let id = rounds["id"].to_string();
+    assert_eq!(rounds["status"], "open_for_joining", "{rounds}");
+    for token in [&ann, &bob] {
+        json_of(&cli(token, &["join", &id, "--json"]));
+    }
+    assert_eq!(
+        json_of(&cli(&sam, &["start", &id, "--json"]))["round"].as_u64(),
+        Some(1)
+    );
+    json_of(&cli(&ann, &["bid", &id, "--amount", "300", "--json"]));
+    json_of(&cli(&bob, &["bid", &id, "--amount", "200", "--json"]));
+    let out = cli(&ann, &["show", &id]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && shown.contains("round 1: ann 300, bob 200"),
+        "{shown}"
+    );
+    assert!(shown.contains("totals: ann 300, bob 200"), "{shown}");
+}
