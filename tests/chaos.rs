@@ -6,6 +6,11 @@
 //! times); at the end a checker tests the invariants of DESIGN §6 against the committed
 //! state of every node.
 //!
+//! The auctions are a mix of formats: English, sealed first- and second-price, and Dutch.
+//! Every view a bidder reads of a sealed auction before its close is kept, and the
+//! checker verifies that none shows a bid amount, and that each outcome is the one the
+//! committed bids decide under its format's rules.
+//!
 //! Quick mode (the normal test run): 3 nodes, ~35 s of load. Soak mode:
 //! `GAVEL_CHAOS_SECS=600 cargo test --release --test chaos -- --nocapture` (also
 //! `GAVEL_CHAOS_NODES=5`, `GAVEL_CHAOS_SEED=n`); it ends with a summary.
@@ -53,7 +58,12 @@ struct Shared {
     /// Open auctions: id → end (ms since epoch, before extensions).
     auctions: Mutex<BTreeMap<u64, u64>>,
     all_auctions: Mutex<Vec<u64>>,
+    /// Sealed auctions as bidders saw them while open (id, the view's JSON).
+    sealed_views: Mutex<Vec<(u64, Value)>>,
 }
+
+/// The formats the creator mixes, in turn.
+const FORMATS: [&str; 4] = ["english", "sealed_first_price", "sealed_second_price", "dutch"];
 
 fn now_epoch_ms() -> u64 {
     std::time::SystemTime::now()
@@ -173,13 +183,23 @@ async fn client(
         )
         .await;
         let Result_::Ok(view) = view else { continue };
+        let sealed = view["sealed"] == json!(true);
+        if sealed && view["status"] != json!("closed") {
+            shared.sealed_views.lock().unwrap().push((auction, view.clone()));
+        }
         if view["highest_bid"]["bidder"] == json!(bidder) {
             continue;
         }
         let Some(min) = view["min_next_bid"].as_u64() else {
             continue;
         };
-        let amount = min + rng.next(3) * 10;
+        // Sealed amounts are spread wide (and unlike any other number in a view), so
+        // that one showing before the close would be noticed.
+        let amount = if sealed {
+            100_000 + rng.next(100_000)
+        } else {
+            min + rng.next(3) * 10
+        };
         n += 1;
         let key = format!("c{id}-{n}");
         let invoke_ms = t0.elapsed().as_millis() as u64;
@@ -228,8 +248,19 @@ async fn creator(
         };
         if open < target {
             let secs = 8 + rng.next(12);
-            let mut body = json!({ "seller": "sam", "title": "lot", "starting_price": 100, "increment": 10, "duration_secs": secs });
-            if rng.next(2) == 0 {
+            let format = FORMATS[rng.next(FORMATS.len() as u64) as usize];
+            let mut body = match format {
+                "english" => {
+                    json!({ "seller": "sam", "title": "lot", "starting_price": 100, "increment": 10, "duration_secs": secs })
+                }
+                // From 100 down by 5 a second to 50: open for 11 s at most.
+                "dutch" => json!({ "seller": "sam", "title": "lot", "format": format, "starting_price": 100,
+                                   "decrement": 5, "decrement_every_secs": 1, "floor_price": 50 }),
+                sealed => {
+                    json!({ "seller": "sam", "title": "lot", "format": sealed, "starting_price": 100, "duration_secs": secs })
+                }
+            };
+            if format == "english" && rng.next(2) == 0 {
                 body["soft_close"] = json!({"window_secs": 2, "extend_secs": 2, "max_extensions": 3});
             }
             let key = format!("create-{}", rng.next(u64::MAX));
@@ -452,35 +483,90 @@ async fn chaos_run_keeps_every_invariant() {
             parse_ms(a["ends_at"].as_str().unwrap()),
         );
         let result = &a["result"];
-        match bids.last() {
-            None => v.check(
+        let format = a["format"].as_str().unwrap_or("english");
+        if format.starts_with("sealed") {
+            // Each bidder's last bid stands; the highest wins (ties: the earlier bid).
+            let mut ranked: Vec<&Value> = bids.iter().collect();
+            ranked.sort_by_key(|b| (std::cmp::Reverse(b["amount"].as_u64()), b["bid_id"].as_u64()));
+            let expected = match ranked.as_slice() {
+                [] => json!({"outcome": "no_bids"}),
+                [best, rest @ ..] => {
+                    let price = match (format, rest.first()) {
+                        ("sealed_second_price", Some(second)) => second["amount"].clone(),
+                        _ => best["amount"].clone(),
+                    };
+                    json!({"outcome": "sold", "winner": best["bidder"], "price": price})
+                }
+            };
+            v.check(
                 "2. one outcome, decided by the committed bids",
-                *result == json!({"outcome": "no_bids"}),
-                || format!("auction {id}: {result}"),
-            ),
-            Some(last) => v.check(
+                *result == expected,
+                || format!("{format} auction {id}: {result}, expected {expected}"),
+            );
+            let mut bidders: Vec<&Value> = bids.iter().map(|b| &b["bidder"]).collect();
+            bidders.sort_by_key(|b| b.to_string());
+            let all = bidders.len();
+            bidders.dedup();
+            v.check(
                 "2. one outcome, decided by the committed bids",
-                *result == json!({"outcome": "sold", "winner": last["leader_after"], "price": last["price_after"]}),
-                || format!("auction {id}: {result} vs last bid {last}"),
-            ),
+                bidders.len() == all,
+                || format!("sealed auction {id} keeps two bids of one bidder"),
+            );
+            let amounts: Vec<u64> = bids.iter().filter_map(|b| b["amount"].as_u64()).collect();
+            for (seen_id, view) in shared.sealed_views.lock().unwrap().iter().filter(|(a, _)| a == id) {
+                let text = view.to_string();
+                v.check(
+                    "8. no sealed amount visible before the close",
+                    !amounts.iter().any(|x| text.contains(&x.to_string())),
+                    || format!("auction {seen_id} while open: {text}"),
+                );
+            }
+        } else {
+            match bids.last() {
+                None => v.check(
+                    "2. one outcome, decided by the committed bids",
+                    *result == json!({"outcome": "no_bids"}),
+                    || format!("auction {id}: {result}"),
+                ),
+                Some(last) => v.check(
+                    "2. one outcome, decided by the committed bids",
+                    *result == json!({"outcome": "sold", "winner": last["leader_after"], "price": last["price_after"]}),
+                    || format!("auction {id}: {result} vs last bid {last}"),
+                ),
+            }
+            for b in bids {
+                let at = parse_ms(b["at"].as_str().unwrap());
+                v.check("3. no bid outside its window", at >= start && at < end, || {
+                    format!("auction {id}: bid {b} outside [{start}, {end})")
+                });
+            }
+            let prices: Vec<u64> = bids.iter().map(|b| b["price_after"].as_u64().unwrap()).collect();
+            v.check(
+                "5. the highest bid never decreases",
+                prices.windows(2).all(|w| w[0] <= w[1]),
+                || format!("auction {id}: {prices:?}"),
+            );
         }
-        for b in bids {
-            let at = parse_ms(b["at"].as_str().unwrap());
-            v.check("3. no bid outside its window", at >= start && at < end, || {
-                format!("auction {id}: bid {b} outside [{start}, {end})")
-            });
-        }
-        let prices: Vec<u64> = bids.iter().map(|b| b["price_after"].as_u64().unwrap()).collect();
-        v.check(
-            "5. the highest bid never decreases",
-            prices.windows(2).all(|w| w[0] <= w[1]),
-            || format!("auction {id}: {prices:?}"),
-        );
     }
     let (mut acked, mut failed, mut unknown) = (0u64, BTreeMap::<String, u64>::new(), 0u64);
     for op in &history {
         let (_, bids) = &committed[&op.auction];
         match (&op.bid, &op.result) {
+            (Some((bidder, _)), Result_::Ok(r)) if r["sealed"] == json!(true) => {
+                acked += 1;
+                // A sealed bid stands unless its bidder replaced it with a later one.
+                let kept = bids.iter().find(|b| b["bidder"] == json!(bidder));
+                v.check(
+                    "1. every acknowledged bid is committed",
+                    kept.is_some_and(|b| b["bid_id"].as_u64() >= r["bid_id"].as_u64()),
+                    || {
+                        format!(
+                            "acked sealed bid {r} by {bidder} in auction {}: kept {kept:?}",
+                            op.auction
+                        )
+                    },
+                );
+            }
             (Some((bidder, amount)), Result_::Ok(r)) => {
                 acked += 1;
                 let found = bids.iter().find(|b| b["bid_id"] == r["bid_id"]);
