@@ -63,7 +63,8 @@ pub async fn place_bid(
                 "price": b.price,
                 "leader": b.leader,
                 "leading": b.leading,
-                "min_next_bid": b.min_next_bid,
+                // None once the bid ended the auction (a Dutch sale).
+                "min_next_bid": (b.min_next_bid != u64::MAX).then_some(b.min_next_bid),
                 "reserve_met": b.reserve_met,
                 "ends_at": rfc3339(b.ends_at_ms),
                 "extended": b.extended,
