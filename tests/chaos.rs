@@ -663,6 +663,14 @@ async fn chaos_run_keeps_every_invariant() {
         history.iter().filter(|o| o.bid.is_none()).count()
     );
     println!("faults injected: {faults:?}");
+    let mut formats: BTreeMap<&str, u64> = BTreeMap::new();
+    for (a, _) in committed.values() {
+        *formats.entry(a["format"].as_str().unwrap_or("?")).or_default() += 1;
+    }
+    println!(
+        "auctions by format: {formats:?}; sealed views read while open: {}",
+        shared.sealed_views.lock().unwrap().len()
+    );
     let mut all_ok = true;
     for (invariant, violations) in &v.0 {
         println!(
@@ -680,6 +688,7 @@ async fn chaos_run_keeps_every_invariant() {
         all_ok &= violations.is_empty();
     }
     assert!(acked > 20, "the run made progress: {acked} acknowledged bids");
+    assert!(formats.len() >= 3, "the run mixed formats: {formats:?}");
     assert!(faults.values().sum::<u64>() >= 3, "faults were injected: {faults:?}");
     assert!(all_ok, "an invariant was violated (seed {seed})");
 }
