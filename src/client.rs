@@ -36,7 +36,7 @@ pub struct ClientArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuctionCommand {
     /// Create an auction of any format (English unless --format says otherwise).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Join a multi-round auction as the token's account, while it is open for joining.
     Join {
         id: u64,

@@ -594,10 +594,9 @@ pub fn rounds_view(rounds: &Rounds) -> Value {
 /// Every participant's cumulative total over the revealed rounds, highest first (ties:
 /// who reached it first).
 pub fn totals_view(rounds: &Rounds) -> Value {
-    let mut totals: Vec<(String, (u64, (u32, u64)))> = rounds.totals().into_iter().collect();
-    totals.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)));
-    json!(totals
+    json!(rounds
+        .standings()
         .into_iter()
-        .map(|(bidder, (total, _))| json!({"bidder": bidder, "total": total}))
+        .map(|(bidder, total)| json!({"bidder": bidder, "total": total}))
         .collect::<Vec<_>>())
 }

@@ -109,13 +109,17 @@ impl Rounds {
         totals
     }
 
+    /// Every participant with their cumulative total, highest first; ties: who reached
+    /// the total first.
+    pub fn standings(&self) -> Vec<(String, Money)> {
+        let mut totals: Vec<_> = self.totals().into_iter().collect();
+        totals.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)));
+        totals.into_iter().map(|(name, (total, _))| (name, total)).collect()
+    }
+
     /// The leader by cumulative total (ties: who reached it first), if anyone has bid.
     pub fn leader(&self) -> Option<(String, Money)> {
-        self.totals()
-            .into_iter()
-            .filter(|(_, (total, _))| *total > 0)
-            .min_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.1 .1.cmp(&b.1 .1)))
-            .map(|(name, (total, _))| (name, total))
+        self.standings().into_iter().next().filter(|(_, total)| *total > 0)
     }
 
     /// What `name` risks now: their total and their sealed bid this round.
