@@ -221,6 +221,11 @@ async fn ensure_first_admin(door: FrontDoor, token: String, mut stop: watch::Rec
 /// on a blob file emptied by a power cut) names the data dir and the way out.
 fn open_log(config: &Config) -> Result<LogStore> {
     let unopenable = |e: gavel_storage::Error| match e {
+        e if e.is_locked() => anyhow::anyhow!(
+            "the data dir {} is in use by another running gavel (its log is locked); stop that \
+             node first, or give this one another --data-dir",
+            config.data_dir.display()
+        ),
         gavel_storage::Error::Unopenable { reason, .. } => anyhow::anyhow!(
             "the log in {} cannot be opened: {reason}; {RECOVER_FROM_PEERS}",
             config.data_dir.display()

@@ -51,10 +51,17 @@ pub fn log_dump(args: &LogDumpArgs) -> Result<ExitCode> {
         }
         printed += 1;
         if args.log.json {
-            println!(
-                "{}",
-                safe_json_line(&serde_json::to_value(r).expect("record summary serialises"))
-            );
+            // As the API writes them: times in RFC 3339, the operation as JSON.
+            let line = serde_json::json!({
+                "index": r.index,
+                "term": r.term,
+                "leader": r.leader,
+                "kind": r.kind,
+                "ts": r.ts_ms.map(gavel_api::json::rfc3339),
+                "bytes": r.bytes,
+                "op": r.op,
+            });
+            println!("{}", safe_json_line(&line));
         } else {
             rows.add_row(vec![
                 r.index.to_string(),

@@ -94,7 +94,7 @@ fn print(args: &WatchArgs, v: &Value, line: String) {
 async fn subscribe(http: &reqwest::Client, args: &WatchArgs, udp: &str) -> Result<()> {
     let url = format!(
         "{}/v1/auctions/{}/subscriptions",
-        args.node.trim_end_matches('/'),
+        crate::client::base_url(&args.node),
         args.auction_id
     );
     let token = args
@@ -200,7 +200,7 @@ async fn watch_sse(args: &WatchArgs) -> Result<ExitCode> {
         .build()?;
     let url = format!(
         "{}/v1/auctions/{}/events",
-        args.node.trim_end_matches('/'),
+        crate::client::base_url(&args.node),
         args.auction_id
     );
     let mut seq = Sequence { last: None, gaps: 0 };

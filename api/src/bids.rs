@@ -54,7 +54,14 @@ pub async fn place_bid(
             max_amount: body.max_amount,
         })
     };
-    match propose(&s, &req, build).await? {
+    let answer = propose(&s, &req, build).await?;
+    // Whether a reserve is met means nothing on an auction without one.
+    let has_reserve =
+        s.sm.read()
+            .book
+            .auction(id)
+            .is_some_and(|a| a.spec.reserve_price.is_some());
+    match answer {
         BookResponse::BidAccepted(b) => Ok((
             StatusCode::CREATED,
             Json(json!({
@@ -65,7 +72,7 @@ pub async fn place_bid(
                 "leading": b.leading,
                 // None once the bid ended the auction (a Dutch sale).
                 "min_next_bid": (b.min_next_bid != u64::MAX).then_some(b.min_next_bid),
-                "reserve_met": b.reserve_met,
+                "reserve_met": has_reserve.then_some(b.reserve_met),
                 "ends_at": rfc3339(b.ends_at_ms),
                 "extended": b.extended,
                 "seq": b.seq,

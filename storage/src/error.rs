@@ -65,6 +65,17 @@ impl Error {
         }
     }
 
+    /// Another process holds the sled database (sled locks it; a second open fails).
+    pub fn is_locked(&self) -> bool {
+        match self {
+            // sled wraps the flock failure in an error of its own kind, with this text.
+            Error::Sled(sled::Error::Io(e)) | Error::Io { source: e, .. } => {
+                e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+            }
+            _ => false,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

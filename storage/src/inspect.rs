@@ -113,12 +113,15 @@ pub struct RecordSummary {
     pub kind: String,
     pub ts_ms: Option<u64>,
     pub bytes: usize,
+    /// For people: the operation in Rust's notation.
     pub detail: String,
+    /// For scripts: the operation as JSON (membership: voters and learners; blank: null).
+    pub op: serde_json::Value,
 }
 
 pub fn summarize(entry: &Entry, bytes: usize) -> RecordSummary {
-    let (kind, ts_ms, detail) = match &entry.payload {
-        EntryPayload::Blank => ("blank".to_string(), None, String::new()),
+    let (kind, ts_ms, detail, op) = match &entry.payload {
+        EntryPayload::Blank => ("blank".to_string(), None, String::new(), serde_json::Value::Null),
         EntryPayload::Membership(m) => {
             let voters: Vec<_> = m.voter_ids().collect();
             let learners: Vec<_> = m.learner_ids().collect();
@@ -126,6 +129,7 @@ pub fn summarize(entry: &Entry, bytes: usize) -> RecordSummary {
                 "membership".to_string(),
                 None,
                 format!("voters={voters:?} learners={learners:?}"),
+                serde_json::json!({ "voters": voters, "learners": learners }),
             )
         }
         EntryPayload::Normal(cmd) => {
@@ -133,7 +137,11 @@ pub fn summarize(entry: &Entry, bytes: usize) -> RecordSummary {
                 Some(tag) => format!("{:?} key={} client={:016x}", cmd.op, hex::encode(tag.key), tag.client),
                 None => format!("{:?}", cmd.op),
             };
-            (cmd.op.name().to_string(), Some(cmd.ts_ms), detail)
+            let mut op = serde_json::to_value(&cmd.op).unwrap_or(serde_json::Value::Null);
+            if let (Some(tag), Some(fields)) = (&cmd.idempotency, op.as_object_mut()) {
+                fields.insert("idempotency_key".into(), serde_json::json!(hex::encode(tag.key)));
+            }
+            (cmd.op.name().to_string(), Some(cmd.ts_ms), detail, op)
         }
     };
     RecordSummary {
@@ -144,6 +152,7 @@ pub fn summarize(entry: &Entry, bytes: usize) -> RecordSummary {
         ts_ms,
         bytes,
         detail,
+        op,
     }
 }
 
@@ -330,7 +339,9 @@ pub fn snapshot_files(path: &Path) -> Result<Vec<PathBuf>> {
     let files = list_snapshot_files(&dir)?;
     if files.is_empty() {
         return Err(Error::NotFound(format!(
-            "no snapshot files (snap-*.snap) in {}",
+            "no snapshot files (snap-*.snap) in {} yet: a node writes its first after \
+             snapshot_every_entries log entries (10 000 by default); `POST /v1/admin/snapshot` \
+             takes one now, and `gavel log dump` reads the log itself",
             dir.display()
         )));
     }
