@@ -106,8 +106,8 @@ impl RateLimits {
 }
 
 /// `[idempotency]`: how many keys are remembered, per client and in all, for how long,
-/// and how many early evictions an hour the evicted-key filter records (see the README,
-/// "Retries and idempotency").
+/// and how many early evictions an hour the evicted-key filter records (see
+/// docs/operations.md, "Retries and idempotency").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdempotencyConfig {

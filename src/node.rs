@@ -54,9 +54,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// Where the README explains how to rebuild a node's data dir from its peers.
-pub const RECOVER_FROM_PEERS: &str = "see \"Recovering a node from its peers\" in the README \
-     (docs/operations.md): wipe this node's data dir and add it again, or restore a backup";
+/// Where the docs explain how to rebuild a node's data dir from its peers.
+pub const RECOVER_FROM_PEERS: &str = "see \"Recovering a node from its peers\" in \
+     docs/operations.md: wipe this node's data dir and add it again, or restore a backup";
 
 /// Makes sure `dir` belongs to node `id`: records the id durably in a new data dir (temp
 /// file, fsync, rename, fsync of the directory: a power cut never leaves it empty), and

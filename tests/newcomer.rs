@@ -20,6 +20,12 @@ async fn first_steps_get_clear_answers() {
     let c = TestCluster::start(1, TEST_RAFT).await;
     let dir = data_dir_of(c.node(1)).to_str().unwrap().to_string();
 
+    log("phase: a one-node cluster stays ready while idle, past an election timeout");
+    // Idleness is the condition under test: nothing else happens in these 2 s.
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    let (status, ready) = c.get(1, "/ready").await;
+    assert_eq!(status, 200, "{ready}");
+
     log("phase: a second node on a data dir in use says so, once, and exits non-zero");
     let out = gavel(&[
         "serve",

@@ -63,8 +63,11 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     let committed = cluster::committed(&s.raft).await.map(|c| c.index);
     let applied = m.last_applied.map(|a| a.index);
     let recent = |ms: Option<u64>| ms.is_some_and(|ms| ms <= s.raft.config().election_timeout_max);
+    // A leader alone in its cluster is its own quorum: nothing acknowledges it while it
+    // is idle, and nothing needs to.
+    let alone = m.membership_config.membership().voter_ids().eq([m.id]);
     let leader_alive = match m.state {
-        ServerState::Leader => recent(quorum_ack_ms(&m)),
+        ServerState::Leader => alone || recent(quorum_ack_ms(&m)),
         _ => recent(s.door.contact.elapsed_ms()),
     };
     let has_leader = m.current_leader.is_some() && leader_alive && m.running_state.is_ok();

@@ -220,7 +220,7 @@ pub async fn subscribe(
     } else {
         let message = if challenge(&s, id, addr, &auth, ttl_secs)? {
             "a challenge datagram went to the address; send its cookie back from there \
-             (a confirm datagram, see the README) to start the subscription"
+             (a confirm datagram, see docs/api.md) to start the subscription"
         } else {
             "the address proved itself; the subscription is being committed"
         };

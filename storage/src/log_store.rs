@@ -165,7 +165,7 @@ impl LogStore {
                         segment_size = stored,
                         "this log was created with a small sled segment size: large pages may go \
                          to blob files that a power cut can empty; re-create this node's data dir \
-                         (see the README, recovering a node from its peers)"
+                         (see docs/operations.md, recovering a node from its peers)"
                     );
                 }
                 stored
