@@ -23,6 +23,7 @@ pub mod state;
 pub mod subscriptions;
 pub mod udp;
 pub mod workers_api;
+pub mod ws;
 
 use std::future::Future;
 
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auctions/{id}/start", post(bids::start))
         .route("/v1/auctions/{id}/cancel", post(bids::cancel))
         .route("/v1/auctions/{id}/events", get(sse::events))
+        .route("/v1/auctions/{id}/ws", get(ws::connect))
         .route(
             "/v1/auctions/{id}/subscriptions",
             post(subscriptions::subscribe).delete(subscriptions::unsubscribe),

@@ -85,7 +85,9 @@ fn is_final(e: &AuctionEvent) -> bool {
     matches!(e.kind, EventKind::Closed { .. } | EventKind::Cancelled { .. })
 }
 
-struct Feed {
+/// An auction's events after a seq: the retained ones, then live ones, until the final
+/// event (shared with `crate::ws`).
+pub struct Feed {
     s: AppState,
     id: u64,
     replay: VecDeque<AuctionEvent>,
@@ -95,7 +97,30 @@ struct Feed {
 }
 
 impl Feed {
-    async fn next(&mut self) -> Option<AuctionEvent> {
+    /// The events of auction `id` after `after`. Subscribes to live events before reading
+    /// the book, so nothing applied in between is missed.
+    pub fn start(s: AppState, id: u64, after: u64) -> Result<Feed, ApiError> {
+        let live = s.sm.subscribe_events();
+        let (replay, ended) = {
+            let st = s.sm.read();
+            let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
+            (
+                st.book.recent_events(id, after),
+                auction.status.is_final() && auction.seq <= after,
+            )
+        };
+        Ok(Feed {
+            s,
+            id,
+            replay: replay.into(),
+            live,
+            last: after,
+            done: ended,
+        })
+    }
+
+    /// The next event; `None` after the final one.
+    pub async fn next(&mut self) -> Option<AuctionEvent> {
         if self.done {
             return None;
         }
@@ -138,24 +163,7 @@ pub async fn events(
         None => None,
     };
     let after = from_header.or(params.after).unwrap_or(0);
-    // Subscribe before reading the book so nothing applied in between is missed.
-    let live = s.sm.subscribe_events();
-    let (replay, ended) = {
-        let st = s.sm.read();
-        let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
-        (
-            st.book.recent_events(id, after),
-            auction.status.is_final() && auction.seq <= after,
-        )
-    };
-    let feed = Feed {
-        s,
-        id,
-        replay: replay.into(),
-        live,
-        last: after,
-        done: ended,
-    };
+    let feed = Feed::start(s, id, after)?;
     let stream = stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;
         let sse = Event::default()
