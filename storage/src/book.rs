@@ -367,6 +367,18 @@ impl AuctionBook {
         Ok(book)
     }
 
+    /// Hands out the next global bid id (every format's bids share the counter).
+    fn take_bid_id(&mut self) -> Result<u64, Rejection> {
+        let bid_id = self
+            .last_bid_id
+            .checked_add(1)
+            .ok_or_else(|| Rejection::InvalidAmount {
+                reason: "bid ids are exhausted".into(),
+            })?;
+        self.last_bid_id = bid_id;
+        Ok(bid_id)
+    }
+
     /// The auction `id`, or `UnknownAuction`.
     fn get(&self, id: AuctionId) -> Result<&Auction, Rejection> {
         self.auctions

@@ -201,14 +201,8 @@ impl AuctionBook {
             };
             self.check_budget(bidder, released, plan.leader_max)?;
         }
-        let bid_id = self
-            .last_bid_id
-            .checked_add(1)
-            .ok_or_else(|| Rejection::InvalidAmount {
-                reason: "bid ids are exhausted".into(),
-            })?;
+        let bid_id = self.take_bid_id()?;
 
-        self.last_bid_id = bid_id;
         let mut events = Vec::new();
         self.open_if_due(&mut events, id, now);
         let Some(auction) = self.auctions.get_mut(&id) else {

@@ -219,13 +219,7 @@ impl AuctionBook {
         let replaced = auction.bids.iter().find(|b| b.bidder == bidder).map_or(0, |b| b.amount);
         let committed = if format.is_sealed() { amount } else { min };
         self.check_budget(bidder, replaced, committed)?;
-        let bid_id = self
-            .last_bid_id
-            .checked_add(1)
-            .ok_or_else(|| Rejection::InvalidAmount {
-                reason: "bid ids are exhausted".into(),
-            })?;
-        self.last_bid_id = bid_id;
+        let bid_id = self.take_bid_id()?;
         let mut events = Vec::new();
         self.open_if_due(&mut events, id, now);
         let record = |seq: u64, price_after: Money, leader_after: String| BidRecord {

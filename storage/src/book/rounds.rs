@@ -254,11 +254,7 @@ impl AuctionBook {
             });
         }
         self.check_budget(bidder, 0, amount)?;
-        let bid_id = self
-            .last_bid_id
-            .checked_add(1)
-            .ok_or_else(|| invalid("bid ids are exhausted"))?;
-        self.last_bid_id = bid_id;
+        let bid_id = self.take_bid_id()?;
         self.shift_exposure(bidder, 0, amount);
         let rounds = self.rounds.entry(id).or_default();
         rounds.current.insert(bidder.to_string(), RoundBid { bid_id, amount });
