@@ -390,6 +390,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     let reconciler = tokio::spawn(gavel_raft::workers::run_reconciler(door.clone(), stop.clone()));
     let membership = tokio::spawn(gavel_api::membership::run_membership_watch(state.clone(), stop.clone()));
     tokio::spawn(gavel_api::limits::run_forgetting(state.limits.clone(), stop.clone()));
+    tokio::spawn(gavel_api::metrics::run_sampler(state.clone(), stop.clone()));
     let limits = config.http.to_server_limits();
     let connections = state.connections.clone();
     let app = gavel_api::router(state);

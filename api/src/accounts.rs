@@ -15,42 +15,78 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use gavel_storage::book::accounts::{hash_token, Account, Role};
 use gavel_storage::{Op, Rejection, Response as BookResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::auctions::{propose, read_barrier};
+use crate::auctions::{propose, read_barrier, IdempotencyKey};
 use crate::auth::{authenticate, new_token, parse_public_key};
 use crate::error::ApiError;
 use crate::json::{parse_json, rfc3339, ApiPath};
+use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/accounts`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateAccount {
+pub struct CreateAccount {
+    /// 1–128 characters: letters, digits, `_`, `-`, `.`; never reused.
     name: String,
+    /// Any of `admin`, `seller`, `bidder`.
     roles: Vec<String>,
+    /// Most the account may have at stake in leading bids at once (minor units).
     budget: Option<u64>,
+    /// Base64 Ed25519 public key: the account must then sign every bid.
     public_key: Option<String>,
 }
 
+/// An account as the API shows it: never its token hash. `token` appears only in the
+/// answer that made the token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub name: String,
+    pub roles: Vec<&'static str>,
+    pub budget: Option<u64>,
+    /// What the account has at stake in leading bids now.
+    pub exposure: u64,
+    pub public_key: Option<String>,
+    pub last_nonce: u64,
+    pub disabled: bool,
+    pub created_at: String,
+    /// Create and rotate only: the new token (shown once; null on a retry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_note: Option<String>,
+}
+
+/// `GET /v1/accounts/{name}/key`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicKeyView {
+    pub name: String,
+    /// Base64 Ed25519 public key, or null.
+    pub public_key: Option<String>,
+}
+
 /// The public view of an account: never its token or token hash.
-pub fn account_view(book: &gavel_storage::AuctionBook, a: &Account) -> Value {
-    json!({
-        "name": a.name,
-        "roles": a.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "budget": a.budget,
-        "exposure": book.exposure(&a.name),
-        "public_key": a.public_key.map(|k| STANDARD.encode(k)),
-        "last_nonce": a.last_nonce,
-        "disabled": a.disabled,
-        "created_at": rfc3339(a.created_at_ms),
-    })
+pub fn account_view(book: &gavel_storage::AuctionBook, a: &Account) -> AccountView {
+    AccountView {
+        name: a.name.clone(),
+        roles: a.roles.iter().map(|r| r.as_str()).collect(),
+        budget: a.budget,
+        exposure: book.exposure(&a.name),
+        public_key: a.public_key.map(|k| STANDARD.encode(k)),
+        last_nonce: a.last_nonce,
+        disabled: a.disabled,
+        created_at: rfc3339(a.created_at_ms),
+        token: None,
+        token_note: None,
+    }
 }
 
 /// The answer to a create or a rotation: the account, and the token if this request made
 /// it (not on a retry answered from the idempotency table).
-fn with_token(s: &AppState, name: &str, token: &str) -> Result<Value, ApiError> {
+fn with_token(s: &AppState, name: &str, token: &str) -> Result<AccountView, ApiError> {
     let st = s.sm.read();
     let account = st
         .book
@@ -58,10 +94,10 @@ fn with_token(s: &AppState, name: &str, token: &str) -> Result<Value, ApiError> 
         .ok_or_else(|| ApiError::Internal(format!("account {name} missing after its change")))?;
     let mut view = account_view(&st.book, account);
     if account.token_hash == hash_token(token) {
-        view["token"] = json!(token);
+        view.token = Some(Some(token.to_string()));
     } else {
-        view["token"] = Value::Null;
-        view["token_note"] = json!(format!(
+        view.token = Some(None);
+        view.token_note = Some(format!(
             "this answers a retry: the token was shown in the first answer only; rotate it (POST \
              /v1/accounts/{name}/tokens) if it was lost"
         ));
@@ -69,6 +105,21 @@ fn with_token(s: &AppState, name: &str, token: &str) -> Result<Value, ApiError> 
     Ok(view)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    operation_id = "create_account",
+    tag = "accounts",
+    request_body = CreateAccount,
+    params(IdempotencyKey),
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Created, with its token (shown once)", body = AccountView),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: an admin's token is needed", body = ErrorBody),
+        (status = 409, description = "`account_exists`", body = ErrorBody),
+    )
+)]
 pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     let body: CreateAccount = parse_json(&req.body)?;
     let mut roles = std::collections::BTreeSet::new();
@@ -102,6 +153,21 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
     }
 }
 
+/// `GET /v1/accounts/{name}`: the account itself, or an admin.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{name}",
+    operation_id = "get_account",
+    tag = "accounts",
+    params(("name" = String, Path, description = "The account's name")),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "The account", body = AccountView),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another account's, without admin", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+    )
+)]
 pub async fn show(
     State(s): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -120,6 +186,47 @@ pub async fn show(
     Ok(Json(account_view(&st.book, account)).into_response())
 }
 
+/// `GET /v1/account`: the caller's own account, as its token names it (the web page's
+/// login checks a token with it).
+#[utoipa::path(
+    get,
+    path = "/v1/account",
+    operation_id = "get_own_account",
+    tag = "accounts",
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = AccountView),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+    )
+)]
+pub async fn me(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
+    read_barrier(&s, None).await?;
+    let auth = authenticate(&s, &req)?;
+    let st = s.sm.read();
+    let account = st
+        .book
+        .account(auth.name())
+        .ok_or(ApiError::Rejected(Rejection::UnknownAccount {
+            name: auth.name().to_string(),
+        }))?;
+    Ok(Json(account_view(&st.book, account)).into_response())
+}
+
+/// `POST /v1/accounts/{name}/tokens`: a new token; the old one stops working at once.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{name}/tokens",
+    operation_id = "rotate_token",
+    tag = "accounts",
+    params(("name" = String, Path, description = "The account's name"), IdempotencyKey),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "The account with its new token (shown once)", body = AccountView),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+    )
+)]
 pub async fn rotate(
     State(s): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -136,6 +243,21 @@ pub async fn rotate(
     }
 }
 
+/// `DELETE /v1/accounts/{name}`: disable (admin); the name is never reused.
+#[utoipa::path(
+    delete,
+    path = "/v1/accounts/{name}",
+    operation_id = "disable_account",
+    tag = "accounts",
+    params(("name" = String, Path, description = "The account's name"), IdempotencyKey),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "The disabled account", body = AccountView),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+    )
+)]
 pub async fn disable(
     State(s): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -146,7 +268,7 @@ pub async fn disable(
         BookResponse::AccountChanged { name } => {
             let st = s.sm.read();
             let view = st.book.account(&name).map(|a| account_view(&st.book, a));
-            Ok(Json(view.unwrap_or(Value::Null)).into_response())
+            Ok(Json(view).into_response())
         }
         other => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),
     }
@@ -154,6 +276,16 @@ pub async fn disable(
 
 /// `GET /v1/accounts/{name}/key`: an account's public key (public, for verifying its
 /// signed bids), or `null`.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{name}/key",
+    tag = "accounts",
+    params(("name" = String, Path, description = "The account's name")),
+    responses(
+        (status = 200, description = "The public key", body = PublicKeyView),
+        (status = 404, description = "`unknown_account`", body = ErrorBody),
+    )
+)]
 pub async fn public_key(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
     read_barrier(&s, None).await?;
     let st = s.sm.read();
@@ -161,8 +293,9 @@ pub async fn public_key(State(s): State<AppState>, ApiPath(name): ApiPath<String
         .book
         .account(&name)
         .ok_or(ApiError::Rejected(Rejection::UnknownAccount { name: name.clone() }))?;
-    Ok(
-        Json(json!({ "name": account.name, "public_key": account.public_key.map(|k| STANDARD.encode(k)) }))
-            .into_response(),
-    )
+    Ok(Json(PublicKeyView {
+        name: account.name.clone(),
+        public_key: account.public_key.map(|k| STANDARD.encode(k)),
+    })
+    .into_response())
 }

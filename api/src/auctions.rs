@@ -19,11 +19,12 @@ use gavel_storage::{
     SoftClose,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{authenticate_fresh, Authenticated};
 use crate::error::ApiError;
 use crate::json::{now_ms, parse_json, parse_rfc3339, rfc3339};
+use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
 
@@ -34,41 +35,52 @@ pub const LIST_LIMIT_DEFAULT: usize = 50;
 pub const LIST_LIMIT_MAX: usize = 500;
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
-#[derive(Debug, Deserialize)]
+/// A fixed step, or a table of price bands: the band with the greatest `from` at or below
+/// the current price applies; the first band starts at 0, `from` strictly increases, at
+/// most 64 bands.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(untagged)]
-enum IncrementDto {
+pub enum IncrementDto {
     Fixed(u64),
     Table(Vec<BandDto>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BandDto {
-    from: u64,
-    increment: u64,
+pub struct BandDto {
+    pub from: u64,
+    pub increment: u64,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+/// Bids in the last `window_secs` push the end out by `extend_secs`, at most
+/// `max_extensions` times.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SoftCloseDto {
-    window_secs: u32,
-    extend_secs: u32,
-    max_extensions: u32,
+pub struct SoftCloseDto {
+    pub window_secs: u32,
+    pub extend_secs: u32,
+    pub max_extensions: u32,
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/auctions`. Money fields are integer minor units. Which fields a format
+/// takes: docs/formats.md; a field that does not fit the format is a 400 naming it.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateAuction {
+pub struct CreateAuction {
     /// Optional: the caller's account is the seller; if given it must be that name.
     seller: Option<String>,
     title: String,
-    /// `english` (the default), `sealed_first_price`, `sealed_second_price` or `dutch`.
+    /// `english` (the default), `sealed_first_price`, `sealed_second_price`, `dutch` or
+    /// `multi_round_sealed`.
+    #[schema(example = "english")]
     format: Option<String>,
     starting_price: u64,
     /// English only (required there).
     increment: Option<IncrementDto>,
     reserve_price: Option<u64>,
+    /// RFC 3339; defaults to now.
     starts_at: Option<String>,
+    /// RFC 3339; give this or `duration_secs` (English and sealed formats).
     ends_at: Option<String>,
     duration_secs: Option<u64>,
     soft_close: Option<SoftCloseDto>,
@@ -312,6 +324,24 @@ pub async fn propose(
     }
 }
 
+/// `POST /v1/auctions`: a seller creates an auction.
+#[utoipa::path(
+    post,
+    path = "/v1/auctions",
+    operation_id = "create_auction",
+    tag = "auctions",
+    request_body = CreateAuction,
+    params(IdempotencyKey),
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Created (as it stood when created, also on a retry)", body = AuctionView,
+         headers(("Location" = String, description = "/v1/auctions/{id}"))),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden` (not a seller), `identity_mismatch`", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_reused`, `idempotency_key_expired`", body = ErrorBody),
+        (status = 503, description = "`no_capacity`: no live worker has room", body = ErrorBody),
+    )
+)]
 pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     let body: CreateAuction = parse_json(&req.body)?;
     // The leader places the auction on a live worker when it admits the command.
@@ -352,18 +382,38 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The `Idempotency-Key` header every mutating request may carry.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// A retry with the same key (same account) returns the first answer and changes
+    /// nothing; the same key on a different request is a 409. At most 255 visible ASCII
+    /// characters; held 24 hours.
+    #[param(rename = "Idempotency-Key")]
+    #[allow(dead_code)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
+    /// `linearizable` (the default: the leader's read index) or `stale` (this node's
+    /// state, no round trip).
     pub consistency: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// `linearizable` (the default) or `stale`.
     consistency: Option<String>,
+    /// `scheduled`, `open`, `closed` or `cancelled`.
     status: Option<String>,
+    /// Page size, 1 to 500 (default 50).
     limit: Option<usize>,
+    /// Auctions with a greater id (the previous page's `next_after`).
     after: Option<u64>,
 }
 
@@ -378,6 +428,18 @@ pub async fn read_barrier(s: &AppState, consistency: Option<&str>) -> Result<(),
     }
 }
 
+/// `GET /v1/auctions/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/auctions/{id}",
+    operation_id = "get_auction",
+    tag = "auctions",
+    params(("id" = u64, Path, description = "The auction's id"), ReadParams),
+    responses(
+        (status = 200, description = "The auction", body = AuctionView),
+        (status = 404, description = "`unknown_auction`", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,
@@ -389,6 +451,15 @@ pub async fn get(
     Ok(Json(auction_view(auction, st.book.format(id), st.book.rounds(id), now_ms())).into_response())
 }
 
+/// `GET /v1/auctions`.
+#[utoipa::path(
+    get,
+    path = "/v1/auctions",
+    operation_id = "list_auctions",
+    tag = "auctions",
+    params(ListParams),
+    responses((status = 200, description = "A page of auctions, by id", body = AuctionList))
+)]
 pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Response, ApiError> {
     let status = match params.status.as_deref() {
         None => None,
@@ -417,7 +488,7 @@ pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListPara
     read_barrier(&s, params.consistency.as_deref()).await?;
     let now = now_ms();
     let st = s.sm.read();
-    let mut items: Vec<Value> = Vec::new();
+    let mut items: Vec<AuctionView> = Vec::new();
     let mut next = None;
     for auction in st
         .book
@@ -428,7 +499,7 @@ pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListPara
             continue;
         }
         if items.len() == limit {
-            next = items.last().and_then(|v| v["id"].as_u64());
+            next = items.last().map(|v| v.id);
             break;
         }
         items.push(auction_view(
@@ -438,7 +509,11 @@ pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListPara
             now,
         ));
     }
-    Ok(Json(json!({ "auctions": items, "next_after": next })).into_response())
+    Ok(Json(AuctionList {
+        auctions: items,
+        next_after: next,
+    })
+    .into_response())
 }
 
 /// `a` as it stood right after it was created (with newest event `seq`): no bids,
@@ -471,132 +546,297 @@ fn status_name(auction: &Auction, now: u64) -> &'static str {
     }
 }
 
-pub fn outcome_view(outcome: &Outcome) -> Value {
-    let mut v = json!({ "outcome": outcome.as_str() });
+/// How an auction ended.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OutcomeView {
+    /// `sold`, `reserve_not_met`, `no_bids`, `cancelled`, `bought_now` or
+    /// `not_enough_bidders`.
+    pub outcome: &'static str,
+    /// The winner or buyer (sold, bought_now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    /// What the winner pays (sold, bought_now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<u64>,
+    /// reserve_not_met: who bid highest, and how much.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highest_bidder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highest_bid: Option<u64>,
+    /// cancelled: `seller` or `admin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<&'static str>,
+    /// not_enough_bidders: how many had joined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joined: Option<u32>,
+}
+
+pub fn outcome_view(outcome: &Outcome) -> OutcomeView {
+    let mut v = OutcomeView {
+        outcome: outcome.as_str(),
+        winner: None,
+        price: None,
+        highest_bidder: None,
+        highest_bid: None,
+        cancelled_by: None,
+        joined: None,
+    };
     match outcome {
-        Outcome::Sold { winner, price } => {
-            v["winner"] = json!(winner);
-            v["price"] = json!(price);
-        }
-        Outcome::BoughtNow { buyer, price } => {
-            v["winner"] = json!(buyer);
-            v["price"] = json!(price);
+        Outcome::Sold { winner, price } | Outcome::BoughtNow { buyer: winner, price } => {
+            v.winner = Some(winner.clone());
+            v.price = Some(*price);
         }
         Outcome::ReserveNotMet {
             highest_bidder,
             highest_bid,
         } => {
-            v["highest_bidder"] = json!(highest_bidder);
-            v["highest_bid"] = json!(highest_bid);
+            v.highest_bidder = Some(highest_bidder.clone());
+            v.highest_bid = Some(*highest_bid);
         }
         Outcome::Cancelled { by } => {
-            v["cancelled_by"] = json!(match by {
+            v.cancelled_by = Some(match by {
                 gavel_storage::Actor::Seller(_) => "seller",
                 gavel_storage::Actor::Admin => "admin",
             });
         }
-        Outcome::NotEnoughBidders { joined } => v["joined"] = json!(joined),
+        Outcome::NotEnoughBidders { joined } => v.joined = Some(*joined),
         Outcome::NoBids => {}
     }
     v
 }
 
-/// The public view of an auction: the reserve is never shown, only whether it is met;
-/// proxy maxima are never shown.
-pub fn auction_view(a: &Auction, format: Option<&Format>, rounds: Option<&Rounds>, now: u64) -> Value {
+/// The leading bid of an English or Dutch auction.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HighestBid {
+    pub bidder: String,
+    pub amount: u64,
+}
+
+/// A bid of a revealed round (0: the participant did not bid).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoundBid {
+    pub bidder: String,
+    pub amount: u64,
+}
+
+/// A participant's cumulative total over the revealed rounds.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Total {
+    pub bidder: String,
+    pub total: u64,
+}
+
+/// The public view of an auction. The reserve is never shown (only whether it is met),
+/// nor are proxy maxima, nor sealed amounts before the close. Fields after `result`
+/// appear only for the formats that have them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuctionView {
+    pub id: u64,
+    /// `english`, `sealed_first_price`, `sealed_second_price`, `dutch` or
+    /// `multi_round_sealed`.
+    pub format: &'static str,
+    pub seller: String,
+    pub title: String,
+    /// `scheduled`, `open`, `open_for_joining` (multi-round), `closing` (its end has
+    /// passed and the close is being committed), `closed` or `cancelled`.
+    pub status: &'static str,
+    pub starting_price: u64,
+    /// English only (null for the other formats).
+    pub increment: Option<IncrementDto>,
+    pub has_reserve: bool,
+    /// Whether the hidden reserve is met; null without a reserve.
+    pub reserve_met: Option<bool>,
+    pub buy_now_price: Option<u64>,
+    pub starts_at: String,
+    /// The current end (soft-close extensions included; a multi-round auction's current
+    /// deadline).
+    pub ends_at: String,
+    /// The end the auction was created with (not for multi-round auctions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_ends_at: Option<String>,
+    pub soft_close: Option<SoftCloseDto>,
+    pub extensions: u32,
+    /// null with no bids, and for sealed formats.
+    pub highest_bid: Option<HighestBid>,
+    /// The least a bid must be now; null once the auction has ended.
+    pub min_next_bid: Option<u64>,
+    pub bid_count: usize,
+    /// The newest event's seq (gapless per auction).
+    pub seq: u64,
+    /// The node hosting the auction (its clock and live updates).
+    pub worker: Option<u64>,
+    pub created_at: String,
+    pub closed_at: Option<String>,
+    pub result: Option<OutcomeView>,
+    /// Sealed formats: always true (amounts are hidden until the close).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<bool>,
+    /// Dutch: the price now, the floor and how it falls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_price: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_price: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decrement: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decrement_every_secs: Option<u64>,
+    /// Multi-round: the rules, the round under way (0 while joining), who takes part,
+    /// how many have bid this round, the revealed rounds and the totals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_rounds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rounds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_bidders: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub participants: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bids_this_round: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<Vec<Vec<RoundBid>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totals: Option<Vec<Total>>,
+}
+
+/// `GET /v1/auctions`: a page of auctions in id order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuctionList {
+    pub auctions: Vec<AuctionView>,
+    /// Pass as `?after=` for the next page; null on the last page.
+    pub next_after: Option<u64>,
+}
+
+/// The public view of an auction (see [`AuctionView`]).
+pub fn auction_view(a: &Auction, format: Option<&Format>, rounds: Option<&Rounds>, now: u64) -> AuctionView {
     let increment = match &a.spec.increment {
-        IncrementRule::Fixed(step) => json!(step),
-        IncrementRule::Table(bands) => {
-            json!(bands
+        IncrementRule::Fixed(step) => IncrementDto::Fixed(*step),
+        IncrementRule::Table(bands) => IncrementDto::Table(
+            bands
                 .iter()
-                .map(|b| json!({"from": b.from, "increment": b.increment}))
-                .collect::<Vec<_>>())
-        }
+                .map(|b| BandDto {
+                    from: b.from,
+                    increment: b.increment,
+                })
+                .collect(),
+        ),
     };
-    let mut v = json!({
-     "id": a.id,
-     "format": format.map_or("english", Format::name),
-     "seller": a.spec.seller,
-     "title": a.spec.title,
-     "status": status_name(a, now),
-     "starting_price": a.spec.starting_price,
-     "increment": increment,
-     "has_reserve": a.spec.reserve_price.is_some(),
-     "reserve_met": a.spec.reserve_price.map(|_| a.reserve_met()),
-     "buy_now_price": a.spec.buy_now_price,
-     "starts_at": rfc3339(a.spec.starts_at_ms),
-     "ends_at": rfc3339(a.ends_at_ms),
-     "original_ends_at": rfc3339(a.spec.ends_at_ms),
-     "soft_close": a.spec.soft_close.map(|s| SoftCloseDto { window_secs: s.window_secs, extend_secs: s.extend_secs, max_extensions: s.max_extensions }),
-     "extensions": a.extensions,
-     "highest_bid": a.leader.as_ref().map(|l| json!({ "bidder": l.bidder, "amount": a.price })),
-     "min_next_bid": a.min_next_bid(),
-     "bid_count": a.bids.len(),
-     "seq": a.seq,
-     "worker": a.worker,
-     "created_at": rfc3339(a.created_at_ms),
-     "closed_at": a.closed_at_ms.map(rfc3339),
-     "result": a.outcome.as_ref().map(outcome_view),
-    });
+    let mut v = AuctionView {
+        id: a.id,
+        format: format.map_or("english", Format::name),
+        seller: a.spec.seller.clone(),
+        title: a.spec.title.clone(),
+        status: status_name(a, now),
+        starting_price: a.spec.starting_price,
+        increment: Some(increment),
+        has_reserve: a.spec.reserve_price.is_some(),
+        reserve_met: a.spec.reserve_price.map(|_| a.reserve_met()),
+        buy_now_price: a.spec.buy_now_price,
+        starts_at: rfc3339(a.spec.starts_at_ms),
+        ends_at: rfc3339(a.ends_at_ms),
+        original_ends_at: Some(rfc3339(a.spec.ends_at_ms)),
+        soft_close: a.spec.soft_close.map(|s| SoftCloseDto {
+            window_secs: s.window_secs,
+            extend_secs: s.extend_secs,
+            max_extensions: s.max_extensions,
+        }),
+        extensions: a.extensions,
+        highest_bid: a.leader.as_ref().map(|l| HighestBid {
+            bidder: l.bidder.clone(),
+            amount: a.price,
+        }),
+        min_next_bid: a.min_next_bid(),
+        bid_count: a.bids.len(),
+        seq: a.seq,
+        worker: a.worker,
+        created_at: rfc3339(a.created_at_ms),
+        closed_at: a.closed_at_ms.map(rfc3339),
+        result: a.outcome.as_ref().map(outcome_view),
+        sealed: None,
+        current_price: None,
+        floor_price: None,
+        decrement: None,
+        decrement_every_secs: None,
+        min_rounds: None,
+        max_rounds: None,
+        round_secs: None,
+        min_bidders: None,
+        join_secs: None,
+        round: None,
+        participants: None,
+        bids_this_round: None,
+        rounds: None,
+        totals: None,
+    };
     match format {
         Some(Format::Dutch(dutch)) => {
-            v["current_price"] = json!(dutch_price(a.spec.starts_at_ms, a.spec.starting_price, dutch, now));
-            v["floor_price"] = json!(dutch.floor_price);
-            v["decrement"] = json!(dutch.decrement);
-            v["decrement_every_secs"] = json!(dutch.decrement_every_ms / 1000);
-            v["increment"] = Value::Null;
+            let current = dutch_price(a.spec.starts_at_ms, a.spec.starting_price, dutch, now);
+            v.current_price = Some(current);
+            v.floor_price = Some(dutch.floor_price);
+            v.decrement = Some(dutch.decrement);
+            v.decrement_every_secs = Some(dutch.decrement_every_ms / 1000);
+            v.increment = None;
             if !a.status.is_final() {
-                v["min_next_bid"] = v["current_price"].clone();
+                v.min_next_bid = Some(current);
             }
         }
         Some(Format::MultiRound(spec)) => {
             let rounds = rounds.cloned().unwrap_or_default();
             if a.status == AuctionStatus::Open && rounds.round == 0 {
-                v["status"] = json!("open_for_joining");
+                v.status = "open_for_joining";
             }
-            v["increment"] = Value::Null;
-            v["min_next_bid"] = json!(a.spec.starting_price);
-            v["min_rounds"] = json!(spec.min_rounds);
-            v["max_rounds"] = json!(spec.max_rounds);
-            v["round_secs"] = json!(spec.round_ms / 1000);
-            v["min_bidders"] = json!(spec.min_bidders);
-            v["join_secs"] = json!(spec.join_ms / 1000);
-            v.as_object_mut().map(|o| o.remove("original_ends_at"));
-            v["round"] = json!(rounds.round);
-            v["participants"] = json!(rounds.participants);
-            v["bids_this_round"] = json!(rounds.current.len());
-            v["rounds"] = rounds_view(&rounds);
-            v["totals"] = totals_view(&rounds);
+            v.increment = None;
+            v.min_next_bid = Some(a.spec.starting_price);
+            v.min_rounds = Some(spec.min_rounds);
+            v.max_rounds = Some(spec.max_rounds);
+            v.round_secs = Some(spec.round_ms / 1000);
+            v.min_bidders = Some(spec.min_bidders);
+            v.join_secs = Some(spec.join_ms / 1000);
+            v.original_ends_at = None;
+            v.round = Some(rounds.round);
+            v.participants = Some(rounds.participants.clone());
+            v.bids_this_round = Some(rounds.current.len());
+            v.rounds = Some(rounds_view(&rounds));
+            v.totals = Some(totals_view(&rounds));
         }
         Some(sealed) if sealed.is_sealed() => {
             // Nothing of the bids before the close but how many bidders there are.
-            v["sealed"] = json!(true);
-            v["increment"] = Value::Null;
+            v.sealed = Some(true);
+            v.increment = None;
         }
         _ => {}
     }
     v
 }
 
-/// The revealed rounds of a multi-round auction: `[[{"bidder", "amount"}]]`, round by
-/// round, each in bid order (0: no bid). The round under way is never in it.
-pub fn rounds_view(rounds: &Rounds) -> Value {
-    json!(rounds
+/// The revealed rounds of a multi-round auction, round by round, each in bid order (0:
+/// no bid). The round under way is never in it.
+pub fn rounds_view(rounds: &Rounds) -> Vec<Vec<RoundBid>> {
+    rounds
         .revealed
         .iter()
-        .map(|bids| bids
-            .iter()
-            .map(|(bidder, amount)| json!({"bidder": bidder, "amount": amount}))
-            .collect::<Vec<_>>())
-        .collect::<Vec<_>>())
+        .map(|bids| {
+            bids.iter()
+                .map(|(bidder, amount)| RoundBid {
+                    bidder: bidder.clone(),
+                    amount: *amount,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Every participant's cumulative total over the revealed rounds, highest first (ties:
 /// who reached it first).
-pub fn totals_view(rounds: &Rounds) -> Value {
-    json!(rounds
+pub fn totals_view(rounds: &Rounds) -> Vec<Total> {
+    rounds
         .standings()
         .into_iter()
-        .map(|(bidder, total)| json!({"bidder": bidder, "total": total}))
-        .collect::<Vec<_>>())
+        .map(|(bidder, total)| Total { bidder, total })
+        .collect()
 }

@@ -18,29 +18,64 @@ use axum::Json;
 use gavel_raft::{cluster, secret_matches};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::json::parse_json;
+use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
 
 /// How long `POST /v1/admin/snapshot` waits for the snapshot to be written.
 pub const SNAPSHOT_WAIT_MS: u64 = 30_000;
 
+/// `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `stopped` (with `error`).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<HealthError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthError {
+    pub code: &'static str,
+    pub message: String,
+    /// The status writes get meanwhile.
+    pub status: u16,
+}
+
 /// 200 while the process can do its job; 503 once its Raft core has stopped (a full
 /// disk, a storage error), so that a supervisor notices and restarts it.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The process can do its job", body = Health),
+        (status = 503, description = "Its Raft core has stopped; restart it", body = Health),
+    )
+)]
 pub async fn health(State(s): State<AppState>) -> Response {
     match s.stopped() {
-        None => Json(json!({ "status": "ok" })).into_response(),
+        None => Json(Health {
+            status: "ok",
+            error: None,
+        })
+        .into_response(),
         Some(problem) => {
             let (status, code) = problem.status_and_code();
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({
-                    "status": "stopped",
-                    "error": { "code": code, "message": problem.to_string(), "status": status.as_u16() },
-                })),
+                Json(Health {
+                    status: "stopped",
+                    error: Some(HealthError {
+                        code,
+                        message: problem.to_string(),
+                        status: status.as_u16(),
+                    }),
+                }),
             )
                 .into_response()
         }
@@ -58,6 +93,28 @@ fn quorum_ack_ms(m: &openraft::RaftMetrics<gavel_storage::TypeConfig>) -> Option
     m.last_quorum_acked.as_ref().map(|at| at.elapsed().as_millis() as u64)
 }
 
+/// `GET /ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    pub ready: bool,
+    /// false once this node was removed from the cluster.
+    pub member: bool,
+    pub leader: Option<u64>,
+    /// On the leader: ms since a quorum last acknowledged it.
+    pub quorum_ack_ms: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub commit_index: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "A live leader is known and this node has applied what is committed", body = Ready),
+        (status = 503, description = "Not ready (no live leader, catching up, or removed)", body = Ready),
+    )
+)]
 pub async fn ready(State(s): State<AppState>) -> Response {
     let m = s.raft.metrics().borrow_watched().clone();
     let committed = cluster::committed(&s.raft).await.map(|c| c.index);
@@ -74,14 +131,14 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     let caught_up = applied >= committed;
     let member = !s.is_removed();
     let ready = has_leader && caught_up && member;
-    let body = json!({
-        "ready": ready,
-        "member": member,
-        "leader": m.current_leader,
-        "quorum_ack_ms": quorum_ack_ms(&m),
-        "applied_index": applied,
-        "commit_index": committed,
-    });
+    let body = Ready {
+        ready,
+        member,
+        leader: m.current_leader,
+        quorum_ack_ms: quorum_ack_ms(&m),
+        applied_index: applied,
+        commit_index: committed,
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -100,18 +157,105 @@ fn role(state: ServerState) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
-struct Member {
-    id: u64,
-    addr: String,
-    role: &'static str,
-    voter: bool,
-    /// On the leader: the newest index known to be replicated to this member.
+/// One member of the cluster, as `GET /v1/cluster` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+    /// `leader`, `follower` or `learner`.
+    pub role: String,
+    pub voter: bool,
+    /// The newest log index known to be replicated to this member (the leader's view).
     #[serde(skip_serializing_if = "Option::is_none")]
-    matched_index: Option<u64>,
+    pub matched_index: Option<u64>,
+    /// Entries this member is behind the leader's log (the leader's view; null when the
+    /// leader is not known or did not answer).
+    pub lag: Option<u64>,
 }
 
-pub async fn cluster_info(State(s): State<AppState>) -> Json<serde_json::Value> {
+/// `GET /v1/cluster`: the cluster as this node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClusterView {
+    pub cluster_name: String,
+    pub node_id: u64,
+    /// This node's role: `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    pub leader: Option<gavel_raft::NodeAddr>,
+    pub term: u64,
+    pub commit_index: Option<u64>,
+    pub last_log_index: Option<u64>,
+    /// This node's applied index, and the hash of its state there.
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub state_hash: String,
+    pub member: bool,
+    pub membership_log_index: Option<u64>,
+    pub members: Vec<Member>,
+}
+
+/// How long a follower waits for the leader's view of replication.
+const LEADER_VIEW_TIMEOUT_MS: u64 = 1_000;
+
+/// The replication view (matched index, lag) of each member: this node's own on the
+/// leader, else the leader's, asked over HTTP (best effort).
+async fn replication_view(s: &AppState, local: &[Member]) -> Vec<Member> {
+    let m = s.raft.metrics().borrow_watched().clone();
+    if m.state == ServerState::Leader {
+        let last = m.last_log_index.unwrap_or(0);
+        return local
+            .iter()
+            .cloned()
+            .map(|mut member| {
+                member.lag = member.matched_index.map(|i| last.saturating_sub(i));
+                member
+            })
+            .collect();
+    }
+    let Some(leader) = cluster::leader(&s.raft) else {
+        return local.to_vec();
+    };
+    let url = format!("{}://{}/v1/cluster", s.scheme, leader.addr);
+    let ask = s
+        .client
+        .get(url)
+        .timeout(Duration::from_millis(LEADER_VIEW_TIMEOUT_MS))
+        .send();
+    let theirs = match ask.await {
+        Ok(resp) if resp.status().is_success() => resp.json::<ClusterView>().await.ok(),
+        _ => None,
+    };
+    let Some(theirs) = theirs.filter(|v| v.role == "leader") else {
+        return local.to_vec();
+    };
+    local
+        .iter()
+        .cloned()
+        .map(|mut member| {
+            if let Some(seen) = theirs.members.iter().find(|t| t.id == member.id) {
+                member.matched_index = seen.matched_index;
+                member.lag = seen.lag;
+            }
+            member
+        })
+        .collect()
+}
+
+/// `GET /v1/cluster`.
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    tag = "cluster",
+    responses((status = 200, description = "The cluster as this node sees it; lag is the leader's view", body = ClusterView))
+)]
+pub async fn cluster_info(State(s): State<AppState>) -> Json<ClusterView> {
+    let view = local_view(&s).await;
+    let members = replication_view(&s, &view.members).await;
+    Json(ClusterView { members, ..view })
+}
+
+/// This node's own view, without asking the leader.
+async fn local_view(s: &AppState) -> ClusterView {
     let m = s.raft.metrics().borrow_watched().clone();
     let committed = cluster::committed(&s.raft).await;
     let membership = m.membership_config.membership();
@@ -136,9 +280,10 @@ pub async fn cluster_info(State(s): State<AppState>) -> Json<serde_json::Value> 
             Member {
                 id: *id,
                 addr: node.addr.clone(),
-                role,
+                role: role.to_string(),
                 voter,
                 matched_index,
+                lag: None,
             }
         })
         .collect();
@@ -146,22 +291,22 @@ pub async fn cluster_info(State(s): State<AppState>) -> Json<serde_json::Value> 
         let st = s.sm.read();
         (st.book.state_hash(), st.last_applied.map(|l| l.index))
     };
-    Json(json!({
-        "cluster_name": s.cluster_name,
-        "node_id": s.node_id,
-        "role": role(m.state),
-        "leader": cluster::leader(&s.raft),
-        "term": m.current_term,
-        "commit_index": committed.map(|c| c.index),
-        "last_log_index": m.last_log_index,
-        "applied_index": applied,
-        "snapshot_index": m.snapshot.map(|l| l.index),
-        "purged_index": m.purged.map(|l| l.index),
-        "state_hash": state_hash,
-        "member": !s.is_removed(),
-        "membership_log_index": m.membership_config.log_id().map(|l| l.index),
-        "members": members,
-    }))
+    ClusterView {
+        cluster_name: s.cluster_name.clone(),
+        node_id: s.node_id,
+        role: role(m.state).to_string(),
+        leader: cluster::leader(&s.raft),
+        term: m.current_term,
+        commit_index: committed.map(|c| c.index),
+        last_log_index: m.last_log_index,
+        applied_index: applied,
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
+        state_hash,
+        member: !s.is_removed(),
+        membership_log_index: m.membership_config.log_id().map(|l| l.index),
+        members,
+    }
 }
 
 /// Admin routes need an admin account's token.
@@ -178,13 +323,30 @@ fn require_admin_or_secret(s: &AppState, req: &RawRequest) -> Result<(), ApiErro
     require_admin(s, req)
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/cluster/nodes`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddNode {
+pub struct AddNode {
     id: u64,
+    /// `host:port` of its HTTP/RPC listener.
     addr: String,
 }
 
+/// Adds a node: a learner, then a voter once it has caught up.
+#[utoipa::path(
+    post,
+    path = "/v1/cluster/nodes",
+    tag = "cluster",
+    request_body = AddNode,
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "Added; the new membership", body = ClusterView),
+        (status = 401, description = "`unauthenticated`, `unauthorized`: an admin's token or the cluster secret", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 409, description = "`membership_conflict`", body = ErrorBody),
+        (status = 503, description = "`learner_not_caught_up`, `no_leader`", body = ErrorBody),
+    )
+)]
 pub async fn add_node(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     require_admin_or_secret(&s, &req)?;
     let body: AddNode = parse_json(&req.body)?;
@@ -195,6 +357,20 @@ pub async fn add_node(State(s): State<AppState>, req: RawRequest) -> Result<Resp
 }
 
 /// Removes a node; it stops being a worker too, and its auctions are reassigned at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/cluster/nodes/{id}",
+    tag = "cluster",
+    params(("id" = u64, Path, description = "The node's id")),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "Removed", body = crate::openapi::Done),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`unknown_node`", body = ErrorBody),
+        (status = 409, description = "`membership_conflict`", body = ErrorBody),
+    )
+)]
 pub async fn remove_node(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,
@@ -202,10 +378,29 @@ pub async fn remove_node(
 ) -> Result<Response, ApiError> {
     require_admin(&s, &req)?;
     s.door.remove_node(id).await?;
-    Ok((StatusCode::OK, Json(json!({ "ok": true }))).into_response())
+    Ok((StatusCode::OK, Json(crate::openapi::Done { ok: true })).into_response())
+}
+
+/// `POST /v1/admin/snapshot`: where the snapshot stands in the log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotTaken {
+    pub term: u64,
+    pub index: u64,
 }
 
 /// Takes a snapshot of this node's state now and waits until it is on disk.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/snapshot",
+    tag = "cluster",
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "Written", body = SnapshotTaken),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 409, description = "`nothing_to_snapshot`", body = ErrorBody),
+    )
+)]
 pub async fn take_snapshot(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     require_admin(&s, &req)?;
     let applied = s.raft.metrics().borrow_watched().last_applied;
@@ -230,11 +425,27 @@ pub async fn take_snapshot(State(s): State<AppState>, req: RawRequest) -> Result
         .await
         .map_err(|e| ApiError::Unavailable(format!("snapshot not finished: {e}")))?;
     let snap = m.snapshot.expect("waited for a snapshot");
-    Ok(Json(json!({ "term": snap.leader_id.term, "index": snap.index })).into_response())
+    Ok(Json(SnapshotTaken {
+        term: snap.leader_id.term,
+        index: snap.index,
+    })
+    .into_response())
 }
 
 /// Downloads the newest snapshot file, byte for byte (verifiable with
 /// `gavel snapshot verify`).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/snapshot",
+    tag = "cluster",
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "The snapshot file (docs/durability.md)", content_type = "application/octet-stream"),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`no_snapshot`", body = ErrorBody),
+    )
+)]
 pub async fn download_snapshot(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
     require_admin(&s, &req)?;
     let sm = s.sm.clone();
@@ -264,6 +475,12 @@ pub async fn download_snapshot(State(s): State<AppState>, req: RawRequest) -> Re
 }
 
 /// Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"))
+)]
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let m = s.raft.metrics().borrow_watched().clone();
     let (counts, idem, applied) = {
@@ -413,5 +630,6 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     }
     let hosted = s.sm.read().book.hosted_by(s.node_id).len() as u64;
     let _ = writeln!(out, "# HELP gavel_worker_hosted_auctions Auctions this node hosts.\n# TYPE gavel_worker_hosted_auctions gauge\ngavel_worker_hosted_auctions {hosted}");
+    out.push_str(&crate::metrics::registry_text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -66,6 +66,183 @@ pub enum ApiError {
     },
 }
 
+/// One stable error code: the status it comes with and what it means.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode {
+    pub code: &'static str,
+    pub status: u16,
+    pub meaning: &'static str,
+}
+
+const fn code(code: &'static str, status: u16, meaning: &'static str) -> ErrorCode {
+    ErrorCode { code, status, meaning }
+}
+
+/// Every error code a client can see, with its status (the OpenAPI description lists
+/// them; a test checks every code in the source is here).
+pub const ERROR_CODES: &[ErrorCode] = &[
+    code("invalid_json", 400, "The body is not JSON, or is empty"),
+    code(
+        "invalid_input",
+        400,
+        "A field, the path or the query is wrong; the message names it",
+    ),
+    code(
+        "invalid_amount",
+        400,
+        "A money field is not a non-negative integer of minor units",
+    ),
+    code("invalid_request", 400, "The request could not be read"),
+    code(
+        "unauthenticated",
+        401,
+        "No valid API token (missing, unknown, rotated or disabled)",
+    ),
+    code("unauthorized", 401, "The cluster secret or an admin token is needed"),
+    code(
+        "bad_signature",
+        401,
+        "The account signs its bids and this signature does not verify",
+    ),
+    code("forbidden", 403, "The account lacks the role this needs"),
+    code(
+        "identity_mismatch",
+        403,
+        "The request names another account than the caller's",
+    ),
+    code("not_seller", 403, "Only the seller or an admin may do this"),
+    code(
+        "not_a_participant",
+        403,
+        "Only a participant may bid in a multi-round auction (404 on a result: the caller did not bid)",
+    ),
+    code("not_found", 404, "No such route or file"),
+    code("unknown_auction", 404, "No such auction"),
+    code("unknown_account", 404, "No such account"),
+    code("unknown_worker", 404, "No such worker"),
+    code("unknown_node", 404, "No such cluster member"),
+    code("no_snapshot", 404, "This node has no snapshot yet"),
+    code("method_not_allowed", 405, "The route does not take this method"),
+    code("request_timeout", 408, "The request body did not arrive in time"),
+    code("auction_not_open", 409, "The auction has not started"),
+    code("auction_closed", 409, "The auction has ended"),
+    code("auction_cancelled", 409, "The auction was cancelled"),
+    code(
+        "bid_too_low",
+        409,
+        "The bid is under the minimum next bid (given as min_next_bid)",
+    ),
+    code(
+        "max_not_raised",
+        409,
+        "The leader's new maximum must exceed the current one",
+    ),
+    code("seller_cannot_bid", 409, "The seller cannot bid on their own auction"),
+    code("not_yet_ended", 409, "The auction has not reached its end"),
+    code("auction_not_ended", 409, "The result is known only at the close"),
+    code(
+        "auction_has_bids",
+        409,
+        "The seller cannot cancel an auction that has bids",
+    ),
+    code("buy_now_unavailable", 409, "Buy-now is not available for this auction"),
+    code("account_exists", 409, "An account with that name exists"),
+    code("replayed_nonce", 409, "A signed bid's nonce was used already"),
+    code("over_budget", 409, "The bid would take the account over its budget"),
+    code(
+        "idempotency_key_reused",
+        409,
+        "The Idempotency-Key was used for a different request",
+    ),
+    code(
+        "idempotency_key_expired",
+        409,
+        "The Idempotency-Key's first answer is no longer held",
+    ),
+    code(
+        "subscription_taken",
+        409,
+        "Another account's UDP subscription holds this address",
+    ),
+    code("joining_closed", 409, "The multi-round auction's rounds have begun"),
+    code("already_joined", 409, "The bidder has joined already"),
+    code(
+        "not_enough_bidders",
+        409,
+        "Fewer bidders have joined than the rounds need",
+    ),
+    code(
+        "rounds_not_started",
+        409,
+        "The multi-round auction is still open for joining",
+    ),
+    code("already_bid", 409, "The participant has bid in this round already"),
+    code(
+        "membership_conflict",
+        409,
+        "A membership change conflicts with the current one",
+    ),
+    code("nothing_to_snapshot", 409, "Nothing has been applied yet"),
+    code(
+        "payload_too_large",
+        413,
+        "The body is over the limit (given as limit_bytes)",
+    ),
+    code("uri_too_long", 414, "The request target is over 8 KiB"),
+    code("unsupported_media_type", 415, "The body's content type is not accepted"),
+    code("headers_too_large", 431, "Headers over 32 KiB or 100 headers"),
+    code("rate_limited", 429, "Past a rate limit; see Retry-After"),
+    code(
+        "idempotency_capacity_exhausted",
+        429,
+        "The client holds too many keyed requests this hour",
+    ),
+    code(
+        "too_many_subscribers",
+        429,
+        "The auction has as many UDP subscribers as it may",
+    ),
+    code(
+        "too_many_subscriptions",
+        429,
+        "The account holds as many UDP subscriptions as it may",
+    ),
+    code("invalid_rpc_body", 400, "Node RPC: the bincode body does not decode"),
+    code("internal", 500, "An internal error; the node's log says more"),
+    code("http_error", 500, "Any other error status produced below the handlers"),
+    code(
+        "no_leader",
+        503,
+        "No leader is known or reachable; retry after Retry-After",
+    ),
+    code(
+        "unavailable",
+        503,
+        "The node cannot serve this now; retry after Retry-After",
+    ),
+    code("no_capacity", 503, "No live worker has room for a new auction"),
+    code(
+        "not_a_member",
+        503,
+        "This node was removed from the cluster; use another node",
+    ),
+    code(
+        "learner_not_caught_up",
+        503,
+        "The node being added did not catch up in time; it stays a learner",
+    ),
+    code(
+        "too_many_connections",
+        503,
+        "The node serves as many connections as it may",
+    ),
+    code(
+        "insufficient_storage",
+        507,
+        "The node's disk is full; its Raft core stopped",
+    ),
+];
+
 impl ApiError {
     pub fn unknown_auction(auction_id: u64) -> Self {
         ApiError::Rejected(Rejection::UnknownAuction { auction_id })
@@ -294,6 +471,85 @@ impl IntoResponse for ApiError {
             (status, [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())], body).into_response()
         } else {
             (status, body).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod code_table_tests {
+    use super::ERROR_CODES;
+
+    /// Every error code the source can produce, found by reading it: `code: "…"` fields,
+    /// `"code":"…"` in literal bodies, `=> "…"` arms of the code tables, and the codes
+    /// node RPC answers with.
+    fn codes_in_source() -> Vec<String> {
+        let sources = [
+            include_str!("accounts.rs"),
+            include_str!("auctions.rs"),
+            include_str!("auth.rs"),
+            include_str!("bids.rs"),
+            include_str!("cluster.rs"),
+            include_str!("error.rs"),
+            include_str!("json.rs"),
+            include_str!("lib.rs"),
+            include_str!("limits.rs"),
+            include_str!("server.rs"),
+            include_str!("sse.rs"),
+            include_str!("subscriptions.rs"),
+            include_str!("web.rs"),
+            include_str!("ws.rs"),
+            include_str!("../../raft/src/rpc.rs"),
+        ];
+        let mut found = Vec::new();
+        let mut take = |text: &str, marker: &str| {
+            for part in text.split(marker).skip(1) {
+                let code: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if !code.is_empty() && part[code.len()..].starts_with('"') {
+                    found.push(code);
+                }
+            }
+        };
+        for text in sources {
+            let text = text.split("mod code_table_tests").next().unwrap_or(text);
+            take(text, "code: \"");
+            take(text, "\"code\":\"");
+            take(text, "StatusCode::UNAUTHORIZED,\n            \"");
+            take(text, "StatusCode::BAD_REQUEST,\n                \"");
+        }
+        // The tables: status_and_code, for_status, and the domain's rejection codes.
+        let error = include_str!("error.rs");
+        let tables = error.split("fn rejection_status").next().unwrap_or(error);
+        take(tables, "=> \"");
+        take(tables, ", \"");
+        let command = include_str!("../../storage/src/command.rs");
+        let rejections = command.split("pub fn code(&self)").nth(1).expect("Rejection::code");
+        take(rejections.split("\n}\n").next().unwrap_or(rejections), "=> \"");
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    #[test]
+    fn every_code_in_the_source_is_in_the_table() {
+        let found = codes_in_source();
+        assert!(found.len() > 40, "the scan found only {found:?}");
+        let missing: Vec<&String> = found
+            .iter()
+            .filter(|c| !ERROR_CODES.iter().any(|e| e.code == c.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "codes missing from ERROR_CODES: {missing:?}");
+    }
+
+    #[test]
+    fn the_table_has_each_code_once_with_an_error_status() {
+        let mut seen = std::collections::BTreeSet::new();
+        for c in ERROR_CODES {
+            assert!(seen.insert(c.code), "{} twice", c.code);
+            assert!((400..600).contains(&c.status), "{}: {}", c.code, c.status);
+            assert!(!c.meaning.is_empty());
         }
     }
 }

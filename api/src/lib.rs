@@ -15,6 +15,8 @@ pub mod hosting;
 pub mod json;
 pub mod limits;
 pub mod membership;
+pub mod metrics;
+pub mod openapi;
 pub mod push;
 pub mod request;
 pub mod server;
@@ -22,6 +24,7 @@ pub mod sse;
 pub mod state;
 pub mod subscriptions;
 pub mod udp;
+pub mod web;
 pub mod workers_api;
 pub mod ws;
 
@@ -32,46 +35,68 @@ use axum::http::{header, Method};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use state::AppState;
 
+/// Every client route, each registered from its handler's `#[utoipa::path]`, so the
+/// OpenAPI description and the router cannot differ (see [`openapi`]).
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(cluster::health))
+        .routes(routes!(cluster::ready))
+        .routes(routes!(cluster::metrics))
+        .routes(routes!(metrics::history))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(cluster::cluster_info))
+        .routes(routes!(cluster::add_node))
+        .routes(routes!(cluster::remove_node))
+        .routes(routes!(cluster::take_snapshot, cluster::download_snapshot))
+        .routes(routes!(workers_api::list))
+        .routes(routes!(accounts::me))
+        .routes(routes!(accounts::create))
+        .routes(routes!(accounts::show, accounts::disable))
+        .routes(routes!(accounts::rotate))
+        .routes(routes!(accounts::public_key))
+        .routes(routes!(auctions::create, auctions::list))
+        .routes(routes!(auctions::get))
+        .routes(routes!(bids::place_bid, bids::list_bids))
+        .routes(routes!(bids::buy_now))
+        .routes(routes!(bids::result))
+        .routes(routes!(bids::join))
+        .routes(routes!(bids::start))
+        .routes(routes!(bids::cancel))
+        .routes(routes!(sse::events))
+        .routes(routes!(ws::connect))
+        .routes(routes!(subscriptions::subscribe, subscriptions::unsubscribe))
+        .routes(routes!(web::index))
+        .routes(routes!(web::asset))
+        .routes(routes!(web::view_asset))
+}
+
+/// The OpenAPI description of every route a node serves: [`api_routes`] and the
+/// node-to-node routes of `gavel_raft::rpc`, built once.
+pub fn api_spec() -> &'static utoipa::openapi::OpenApi {
+    static SPEC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| {
+        let mut spec = api_routes().split_for_parts().1;
+        spec.merge(gavel_raft::rpc::openapi());
+        openapi::finish(&mut spec);
+        spec
+    })
+}
+
 /// Every route of a node.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/health", get(cluster::health))
-        .route("/ready", get(cluster::ready))
-        .route("/metrics", get(cluster::metrics))
-        .route("/v1/cluster", get(cluster::cluster_info))
-        .route("/v1/cluster/nodes", post(cluster::add_node))
-        .route("/v1/cluster/nodes/{id}", delete(cluster::remove_node))
-        .route(
-            "/v1/admin/snapshot",
-            post(cluster::take_snapshot).get(cluster::download_snapshot),
-        )
-        .route("/v1/accounts", post(accounts::create))
-        .route("/v1/accounts/{name}", get(accounts::show).delete(accounts::disable))
-        .route("/v1/accounts/{name}/tokens", post(accounts::rotate))
-        .route("/v1/accounts/{name}/key", get(accounts::public_key))
-        .route("/v1/auctions", post(auctions::create).get(auctions::list))
-        .route("/v1/auctions/{id}", get(auctions::get))
-        .route("/v1/auctions/{id}/bids", post(bids::place_bid).get(bids::list_bids))
-        .route("/v1/auctions/{id}/buy", post(bids::buy_now))
-        .route("/v1/auctions/{id}/result", get(bids::result))
-        .route("/v1/auctions/{id}/join", post(bids::join))
-        .route("/v1/auctions/{id}/start", post(bids::start))
-        .route("/v1/auctions/{id}/cancel", post(bids::cancel))
-        .route("/v1/auctions/{id}/events", get(sse::events))
-        .route("/v1/auctions/{id}/ws", get(ws::connect))
-        .route(
-            "/v1/auctions/{id}/subscriptions",
-            post(subscriptions::subscribe).delete(subscriptions::unsubscribe),
-        )
-        .route("/v1/workers", get(workers_api::list))
+    let (described, _) = api_routes().split_for_parts();
+    let api = described
         .fallback(not_found)
+        .layer(middleware::from_fn(metrics::track_requests))
         .layer(middleware::from_fn_with_state(state.clone(), limit_addresses))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_if_removed))
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))

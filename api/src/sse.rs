@@ -18,9 +18,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use gavel_storage::{Actor, AuctionEvent, EventKind};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::json::rfc3339;
@@ -29,16 +29,89 @@ use crate::udp::{kind_name, EventFrame};
 
 pub const KEEP_ALIVE_SECS: u64 = 15;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventParams {
+    /// Resume after this seq (`Last-Event-ID` wins if both are given).
     after: Option<u64>,
 }
 
-/// The JSON form of an event (shared with `gavel watch`).
-pub fn event_json(e: &AuctionEvent) -> Value {
-    let kind = kind_name(EventFrame::from_event(e, 0).kind);
-    let mut v = json!({ "auction_id": e.auction_id, "seq": e.seq, "kind": kind, "ts": rfc3339(e.ts_ms) });
+/// A bid revealed when its round completes.
+pub use crate::auctions::RoundBid;
+
+/// An auction event as SSE and the WebSocket carry it. Fields after `ts` depend on the
+/// kind.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventView {
+    pub auction_id: u64,
+    /// Gapless per auction: a gap means events were missed.
+    pub seq: u64,
+    /// `created`, `opened`, `bid_accepted`, `extended`, `closed`, `cancelled`,
+    /// `reassigned`, `sealed_bid`, `joined`, `round_started` or `round_completed`.
+    pub kind: &'static str,
+    pub ts: String,
+    /// bid_accepted: the bid, the bidder, the visible price and leader after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bid_id: Option<u64>,
+    /// bid_accepted, joined: who.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bidder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// extended: the new end and how many extensions so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<u32>,
+    /// closed: the outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<crate::auctions::OutcomeView>,
+    /// cancelled: `seller` or `admin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<&'static str>,
+    /// reassigned: the new hosting worker (null: none is live).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<Option<u64>>,
+    /// sealed_bid: how many have bid (never an amount).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bid_count: Option<u64>,
+    /// joined: the participants so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub participants: Option<u32>,
+    /// round_started, round_completed: the round; its deadline; its revealed bids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_ends_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bids: Option<Vec<RoundBid>>,
+}
+
+/// The JSON form of an event (shared with the WebSocket).
+pub fn event_json(e: &AuctionEvent) -> EventView {
+    let mut v = EventView {
+        auction_id: e.auction_id,
+        seq: e.seq,
+        kind: kind_name(EventFrame::from_event(e, 0).kind),
+        ts: rfc3339(e.ts_ms),
+        bid_id: None,
+        bidder: None,
+        price: None,
+        leader: None,
+        ends_at: None,
+        extensions: None,
+        result: None,
+        cancelled_by: None,
+        worker: None,
+        bid_count: None,
+        participants: None,
+        round: None,
+        round_ends_at: None,
+        bids: None,
+    };
     match &e.kind {
         EventKind::BidAccepted {
             bid_id,
@@ -46,35 +119,39 @@ pub fn event_json(e: &AuctionEvent) -> Value {
             price,
             leader,
         } => {
-            v["bid_id"] = json!(bid_id);
-            v["bidder"] = json!(bidder);
-            v["price"] = json!(price);
-            v["leader"] = json!(leader);
+            v.bid_id = Some(*bid_id);
+            v.bidder = Some(bidder.clone());
+            v.price = Some(*price);
+            v.leader = Some(leader.clone());
         }
         EventKind::Extended { ends_at_ms, extensions } => {
-            v["ends_at"] = json!(rfc3339(*ends_at_ms));
-            v["extensions"] = json!(extensions);
+            v.ends_at = Some(rfc3339(*ends_at_ms));
+            v.extensions = Some(*extensions);
         }
-        EventKind::Closed { outcome } => v["result"] = crate::auctions::outcome_view(outcome),
+        EventKind::Closed { outcome } => v.result = Some(crate::auctions::outcome_view(outcome)),
         EventKind::Cancelled { by } => {
-            v["cancelled_by"] = json!(if matches!(by, Actor::Admin) { "admin" } else { "seller" })
+            v.cancelled_by = Some(if matches!(by, Actor::Admin) { "admin" } else { "seller" })
         }
-        EventKind::Reassigned { worker } => v["worker"] = json!(worker),
-        EventKind::SealedBid { bid_count } => v["bid_count"] = json!(bid_count),
+        EventKind::Reassigned { worker } => v.worker = Some(*worker),
+        EventKind::SealedBid { bid_count } => v.bid_count = Some(*bid_count),
         EventKind::Joined { bidder, participants } => {
-            v["bidder"] = json!(bidder);
-            v["participants"] = json!(participants);
+            v.bidder = Some(bidder.clone());
+            v.participants = Some(*participants);
         }
         EventKind::RoundStarted { round, ends_at_ms } => {
-            v["round"] = json!(round);
-            v["round_ends_at"] = json!(rfc3339(*ends_at_ms));
+            v.round = Some(*round);
+            v.round_ends_at = Some(rfc3339(*ends_at_ms));
         }
         EventKind::RoundCompleted { round, bids } => {
-            v["round"] = json!(round);
-            v["bids"] = json!(bids
-                .iter()
-                .map(|(bidder, amount)| json!({"bidder": bidder, "amount": amount}))
-                .collect::<Vec<_>>());
+            v.round = Some(*round);
+            v.bids = Some(
+                bids.iter()
+                    .map(|(bidder, amount)| RoundBid {
+                        bidder: bidder.clone(),
+                        amount: *amount,
+                    })
+                    .collect(),
+            );
         }
         EventKind::Created | EventKind::Opened => {}
     }
@@ -147,6 +224,23 @@ impl Feed {
     }
 }
 
+/// `GET /v1/auctions/{id}/events`: Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/v1/auctions/{id}/events",
+    operation_id = "stream_events",
+    tag = "live",
+    params(
+        ("id" = u64, Path, description = "The auction's id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq (browsers send it on reconnect)"),
+        EventParams,
+    ),
+    responses(
+        (status = 200, description = "A stream of `text/event-stream` events: `id` is the seq, `event` the kind, \
+            `data` an Event as JSON; it ends after the closing event", content_type = "text/event-stream", body = EventView),
+        (status = 404, description = "`unknown_auction`", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn events(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,

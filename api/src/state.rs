@@ -49,6 +49,8 @@ pub struct Inner {
     /// The membership log index at which this node saw itself removed; 0 while a member
     /// (see [`crate::membership`]).
     pub removed_at: AtomicU64,
+    /// This node's recent figures for the operator page (`crate::metrics`).
+    pub history: crate::metrics::Recent,
 }
 
 /// Request counters for `/metrics`.
@@ -145,6 +147,7 @@ impl AppState {
             tls,
             data_dir,
             removed_at: AtomicU64::new(removed_at),
+            history: Default::default(),
         }))
     }
 

@@ -30,14 +30,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gavel_storage::book::accounts::{hash_token, Caller};
 use gavel_storage::{Command, Op, Rejection, Response as BookResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 
-use crate::auctions::propose;
+use crate::auctions::{propose, IdempotencyKey};
 use crate::auth::{authenticate, Authenticated};
 use crate::error::ApiError;
 use crate::json::{now_ms, parse_json, rfc3339, ApiPath};
+use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
 use crate::udp::{Inbound, ProofFrame, Push, SubscribeFrame};
@@ -135,17 +136,39 @@ impl Proofs {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/auctions/{id}/subscriptions`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Subscribe {
+pub struct Subscribe {
+    /// `ip:port` to send the auction's datagrams to; it must prove it wants them.
+    #[schema(example = "127.0.0.1:9999")]
     udp: String,
+    /// Lifetime in seconds (renew before it ends); default 300.
     ttl_secs: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `DELETE /v1/auctions/{id}/subscriptions`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Unsubscribe {
+pub struct Unsubscribe {
     udp: String,
+}
+
+/// A UDP subscription: `pending` until the address echoes its challenge, then `active`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub auction_id: u64,
+    pub udp: String,
+    /// `pending` or `active`.
+    pub status: &'static str,
+    /// pending: how long the address has to answer the challenge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof_deadline_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
+    /// active: when it lapses unless renewed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 fn parse_udp(addr: &str) -> Result<SocketAddr, ApiError> {
@@ -206,6 +229,22 @@ fn challenge(
     Ok(true)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auctions/{id}/subscriptions",
+    tag = "live",
+    request_body = Subscribe,
+    params(("id" = u64, Path, description = "The auction's id"), IdempotencyKey),
+    security(("token" = [])),
+    responses(
+        (status = 201, description = "Active (the address had proved itself; renewed)", body = SubscriptionView),
+        (status = 202, description = "Pending: a challenge datagram went to the address", body = SubscriptionView),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 404, description = "`unknown_auction`", body = ErrorBody),
+        (status = 409, description = "`auction_closed`, `subscription_taken`", body = ErrorBody),
+        (status = 429, description = "`too_many_subscribers`, `too_many_subscriptions`, `rate_limited`", body = ErrorBody),
+    )
+)]
 pub async fn subscribe(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,
@@ -226,13 +265,14 @@ pub async fn subscribe(
         };
         return Ok((
             StatusCode::ACCEPTED,
-            Json(json!({
-                "auction_id": id,
-                "udp": addr.to_string(),
-                "status": "pending",
-                "proof_deadline_ms": PROOF_DEADLINE_MS,
-                "message": message,
-            })),
+            Json(SubscriptionView {
+                auction_id: id,
+                udp: addr.to_string(),
+                status: "pending",
+                proof_deadline_ms: Some(PROOF_DEADLINE_MS),
+                message: Some(message),
+                expires_at: None,
+            }),
         )
             .into_response());
     }
@@ -248,12 +288,14 @@ pub async fn subscribe(
             expires_at_ms,
         } => Ok((
             StatusCode::CREATED,
-            Json(json!({
-                "auction_id": auction_id,
-                "udp": addr,
-                "status": "active",
-                "expires_at": rfc3339(expires_at_ms),
-            })),
+            Json(SubscriptionView {
+                auction_id,
+                udp: addr,
+                status: "active",
+                proof_deadline_ms: None,
+                message: None,
+                expires_at: Some(rfc3339(expires_at_ms)),
+            }),
         )
             .into_response()),
         other => Err(ApiError::Internal(format!(
@@ -262,6 +304,19 @@ pub async fn subscribe(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/auctions/{id}/subscriptions",
+    tag = "live",
+    request_body = Unsubscribe,
+    params(("id" = u64, Path, description = "The auction's id"), IdempotencyKey),
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "Removed (or there was none)", body = crate::openapi::Done),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`identity_mismatch`: another account's subscription", body = ErrorBody),
+    )
+)]
 pub async fn unsubscribe(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,
@@ -276,7 +331,7 @@ pub async fn unsubscribe(
         addr: body.udp,
     };
     propose(&s, &req, |_, _| Ok(op)).await?;
-    Ok(Json(json!({ "ok": true })).into_response())
+    Ok(Json(crate::openapi::Done { ok: true }).into_response())
 }
 
 /// A proven (or renewed) subscription, or an unsubscribe (`ttl_secs` 0), with the

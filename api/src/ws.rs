@@ -50,10 +50,14 @@ pub const WS_PING_INTERVAL_SECS: u64 = 15;
 /// A client that sends nothing (not even a pong) for this long is closed.
 pub const WS_IDLE_TIMEOUT_SECS: u64 = 45;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WsParams {
+    /// Send the retained events after this seq first (default: all retained).
     after: Option<u64>,
+    /// The bidding account's token (browsers cannot set headers on a WebSocket);
+    /// `Authorization: Bearer` works too. Without one the socket only watches.
     token: Option<String>,
 }
 
@@ -70,6 +74,22 @@ struct BidMessage {
 }
 
 /// Upgrades to a WebSocket for auction `id`.
+#[utoipa::path(
+    get,
+    path = "/v1/auctions/{id}/ws",
+    operation_id = "open_websocket",
+    tag = "live",
+    params(("id" = u64, Path, description = "The auction's id"), WsParams),
+    security((), ("token" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol. The node sends `{\"type\":\"event\", …Event}` \
+            messages; the client sends `{\"type\":\"bid\",\"request_id\",\"amount\",\"max_amount\",\"idempotency_key\", \
+            \"nonce\",\"signature\"}` and gets `{\"type\":\"bid_result\",\"request_id\",\"status\",\"body\"}` with the \
+            HTTP bid's status and body (docs/api.md, \"WebSocket\")"),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad query", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`unknown_auction`", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn connect(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<u64>,
@@ -124,7 +144,7 @@ async fn session(
                     feeding = false;
                     continue;
                 };
-                let mut v = event_json(&event);
+                let mut v = serde_json::to_value(event_json(&event)).expect("an event serializes");
                 v["type"] = json!("event");
                 if tx.try_send(Message::Text(v.to_string().into())).is_err() {
                     tracing::debug!(auction_id = id, seq = event.seq, "WebSocket client fell behind; closing it");

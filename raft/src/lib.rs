@@ -9,12 +9,14 @@
 //! - [`proposer`]: the leader's group commit.
 //! - [`workers`]: the worker registry (liveness, re-reports, registration) and the
 //!   leader's reassignment loop.
+//! - [`metrics`]: Prometheus metrics of the commit path.
 //! - [`cluster`]: the Raft calls beneath: one write, read barriers, membership changes,
 //!   the leadership hand-off, and their errors.
 
 pub mod cluster;
 pub mod config;
 pub mod front_door;
+pub mod metrics;
 pub mod network;
 pub mod proposer;
 pub mod rpc;

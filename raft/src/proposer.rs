@@ -115,6 +115,8 @@ fn gather<T>(first: Queued<T>, rx: &mut tokio::sync::mpsc::Receiver<Queued<T>>) 
 }
 
 async fn propose_batch(raft: &Raft, mut batch: Vec<(Command, Reply)>) {
+    crate::metrics::BATCH_COMMANDS.observe(batch.len() as f64);
+    let _timer = crate::metrics::COMMIT_SECONDS.start_timer();
     if batch.len() == 1 {
         let (cmd, reply) = batch.pop().expect("one command");
         let _ = reply.send(write(raft, cmd).await);

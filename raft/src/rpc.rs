@@ -139,6 +139,21 @@ pub fn router(door: FrontDoor, secret: Option<Arc<str>>, require_peer_cert: bool
         })
 }
 
+/// The OpenAPI description of the `/raft/*` routes (merged into the node's; a test
+/// checks it names exactly the routes of [`router`]).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa_axum::{router::OpenApiRouter, routes};
+    let (_, spec) = OpenApiRouter::<RpcState>::new()
+        .routes(routes!(append))
+        .routes(routes!(vote))
+        .routes(routes!(pre_vote))
+        .routes(routes!(transfer_leader))
+        .routes(routes!(forward))
+        .routes(routes!(snapshot))
+        .split_for_parts();
+    spec
+}
+
 async fn require_secret(
     State((secret, require_peer_cert)): State<(Option<Arc<str>>, bool)>,
     request: Request,
@@ -202,6 +217,18 @@ where
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/raft/append",
+    tag = "node-rpc",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "openraft's AppendEntriesRequest (bincode)"),
+    security(("cluster_secret" = [])),
+    responses(
+        (status = 200, description = "The answer (bincode)", content_type = "application/octet-stream"),
+        (status = 400, description = "`invalid_rpc_body`"),
+        (status = 401, description = "`unauthorized`: no or a wrong cluster secret, or no verified peer certificate"),
+    )
+)]
 async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
     handle(body, |req: AppendEntriesRequest<TypeConfig>| async move {
         let result = s.raft.append_entries(req).await;
@@ -213,6 +240,18 @@ async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/raft/vote",
+    tag = "node-rpc",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "openraft's VoteRequest (bincode)"),
+    security(("cluster_secret" = [])),
+    responses(
+        (status = 200, description = "The answer (bincode)", content_type = "application/octet-stream"),
+        (status = 400, description = "`invalid_rpc_body`"),
+        (status = 401, description = "`unauthorized`: no or a wrong cluster secret, or no verified peer certificate"),
+    )
+)]
 async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
     handle(
         body,
@@ -221,6 +260,18 @@ async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/raft/pre-vote",
+    tag = "node-rpc",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "openraft's VoteRequest, as a pre-vote (bincode)"),
+    security(("cluster_secret" = [])),
+    responses(
+        (status = 200, description = "The answer (bincode)", content_type = "application/octet-stream"),
+        (status = 400, description = "`invalid_rpc_body`"),
+        (status = 401, description = "`unauthorized`: no or a wrong cluster secret, or no verified peer certificate"),
+    )
+)]
 async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
     handle(body, |req: VoteRequest<TypeConfig>| async move {
         s.raft.pre_vote(req).await
@@ -228,6 +279,18 @@ async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/raft/transfer-leader",
+    tag = "node-rpc",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "openraft's TransferLeaderRequest (bincode)"),
+    security(("cluster_secret" = [])),
+    responses(
+        (status = 200, description = "The answer (bincode)", content_type = "application/octet-stream"),
+        (status = 400, description = "`invalid_rpc_body`"),
+        (status = 401, description = "`unauthorized`: no or a wrong cluster secret, or no verified peer certificate"),
+    )
+)]
 async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
     handle(body, |req: TransferLeaderRequest<TypeConfig>| async move {
         s.raft.handle_transfer_leader(req).await
@@ -235,6 +298,18 @@ async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/raft/forward",
+    tag = "node-rpc",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A follower's typed request to the leader (a command, a read index, a heartbeat, a membership change) (bincode)"),
+    security(("cluster_secret" = [])),
+    responses(
+        (status = 200, description = "The answer (bincode)", content_type = "application/octet-stream"),
+        (status = 400, description = "`invalid_rpc_body`"),
+        (status = 401, description = "`unauthorized`: no or a wrong cluster secret, or no verified peer certificate"),
+    )
+)]
 async fn forward(State(s): State<RpcState>, body: Bytes) -> Response {
     handle(body, |req: Forwarded| async move {
         let answer: Result<Answer, ClusterError> = s.door.serve(req).await;
@@ -243,6 +318,18 @@ async fn forward(State(s): State<RpcState>, body: Bytes) -> Response {
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/raft/snapshot",
+    tag = "node-rpc",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The leader's vote, the snapshot's meta and the whole snapshot file (bincode)"),
+    security(("cluster_secret" = [])),
+    responses(
+        (status = 200, description = "The answer (bincode)", content_type = "application/octet-stream"),
+        (status = 400, description = "`invalid_rpc_body`"),
+        (status = 401, description = "`unauthorized`: no or a wrong cluster secret, or no verified peer certificate"),
+    )
+)]
 async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
     handle_with(
         decode_snapshot_rpc(&body),
@@ -259,4 +346,24 @@ async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    #[test]
+    fn the_description_names_every_rpc_route() {
+        let spec = super::openapi();
+        let mut described: Vec<&str> = spec.paths.paths.keys().map(String::as_str).collect();
+        described.sort_unstable();
+        let mut served = [
+            super::RPC_APPEND_PATH,
+            super::RPC_VOTE_PATH,
+            super::RPC_PRE_VOTE_PATH,
+            super::RPC_SNAPSHOT_PATH,
+            super::RPC_TRANSFER_LEADER_PATH,
+            super::RPC_FORWARD_PATH,
+        ];
+        served.sort_unstable();
+        assert_eq!(described, served);
+    }
 }

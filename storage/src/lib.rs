@@ -16,6 +16,7 @@ pub mod error;
 pub mod fsutil;
 pub mod inspect;
 pub mod log_store;
+pub mod metrics;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

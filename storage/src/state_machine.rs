@@ -137,6 +137,12 @@ impl StateMachineStore {
             state.last_applied = Some(entry.log_id);
             // No listener is not an error.
             response.for_each_event(&mut |event| {
+                if matches!(
+                    event.kind,
+                    crate::EventKind::BidAccepted { .. } | crate::EventKind::SealedBid { .. }
+                ) {
+                    crate::metrics::APPLIED_BIDS.inc();
+                }
                 let _ = self.events.send(event.clone());
             });
             out.push(response);
