@@ -3,7 +3,9 @@
 //! - [`track_requests`] observes every API request in
 //!   `gavel_http_request_duration_seconds{route, method, status}`: `route` is the route's
 //!   pattern (`/v1/auctions/{id}/bids`), never the raw path, so the label set stays
-//!   bounded whatever clients send (unmatched paths count as `unmatched`).
+//!   bounded whatever clients send (unmatched paths count as `unmatched`). A bid sent as a
+//!   WebSocket message is observed there too, as route `/v1/auctions/{id}/ws`, method
+//!   `BID`.
 //! - [`run_sampler`] takes a [`Sample`] every [`SAMPLE_INTERVAL_SECS`] and keeps the last
 //!   [`HISTORY_SAMPLES_MAX`]: accepted bids per second, requests per second, the p99 of
 //!   bid requests and the p99 of Raft commits over the interval. `GET /v1/metrics/history`
@@ -35,8 +37,11 @@ pub const SAMPLE_INTERVAL_SECS: u64 = 5;
 /// Samples kept: 15 minutes.
 pub const HISTORY_SAMPLES_MAX: usize = 180;
 
-/// The route whose p99 the history follows.
-const BID_ROUTE: &str = "/v1/auctions/{id}/bids";
+/// The routes whose p99 the history follows: HTTP bids, and bids sent as WebSocket
+/// messages (observed under the socket's route with the method `BID`).
+const BID_ROUTES: [(&str, &str); 2] = [("/v1/auctions/{id}/bids", "POST"), (WS_ROUTE, WS_BID_METHOD)];
+const WS_ROUTE: &str = "/v1/auctions/{id}/ws";
+const WS_BID_METHOD: &str = "BID";
 
 pub static HTTP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
@@ -64,6 +69,13 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Observes a bid sent over a WebSocket, which no HTTP request times.
+pub fn observe_ws_bid(status: axum::http::StatusCode, took: Duration) {
+    HTTP_SECONDS
+        .with_label_values(&[WS_ROUTE, WS_BID_METHOD, status.as_str()])
+        .observe(took.as_secs_f64());
+}
+
 /// One point of the history.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Sample {
@@ -73,7 +85,8 @@ pub struct Sample {
     pub bids_per_sec: f64,
     /// API requests answered by this node per second.
     pub requests_per_sec: f64,
-    /// p99 of successful `POST /v1/auctions/{id}/bids` on this node, in ms (null: none).
+    /// p99 of successful bids answered by this node (HTTP and WebSocket), in ms (null:
+    /// none).
     pub bid_p99_ms: Option<f64>,
     /// p99 of Raft commits proposed by this node (as leader), in ms (null: none).
     pub commit_p99_ms: Option<f64>,
@@ -167,7 +180,8 @@ fn read() -> Reading {
             };
             let h = m.get_histogram();
             r.requests += h.get_sample_count();
-            if label("route") == BID_ROUTE && label("method") == "POST" && label("status").starts_with('2') {
+            let bid = BID_ROUTES.contains(&(label("route").as_str(), label("method").as_str()));
+            if bid && label("status").starts_with('2') {
                 r.bid_latency.add(h);
             }
         }

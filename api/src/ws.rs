@@ -268,8 +268,11 @@ async fn place(s: &AppState, id: u64, token: Option<&str>, peer: Option<SocketAd
         peer,
         peer_verified: false,
     };
-    match crate::bids::place_bid(State(s.clone()), ApiPath(id), req).await {
+    let started = Instant::now();
+    let resp = match crate::bids::place_bid(State(s.clone()), ApiPath(id), req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
-    }
+    };
+    crate::metrics::observe_ws_bid(resp.status(), started.elapsed());
+    resp
 }
