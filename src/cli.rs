@@ -44,6 +44,9 @@ pub enum Command {
     /// Read snapshot files (offline, read-only).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Read a node's archive of closed auctions (read-only; safe while the node runs).
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
 }
 
 /// `gavel serve` flags. Each also comes from `GAVEL_*` and the config file; a flag wins
@@ -171,6 +174,40 @@ pub struct SnapshotArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Check every record: frame checksums, numbering, the segment indexes and the digest
+    /// chain. Exit 1 on any problem.
+    Verify(ArchiveArgs),
+    /// Print the archived auctions, one JSON object per line (or a table).
+    Dump(ArchiveDumpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// The node's data directory (holds `archive/`), or an archive directory.
+    #[arg(long, env = "GAVEL_DATA_DIR", default_value = "./gavel-data")]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveDumpArgs {
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    /// Only this auction.
+    #[arg(long)]
+    pub auction: Option<u64>,
+    /// At most this many records.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// With every bid (JSON only).
+    #[arg(long)]
+    pub full: bool,
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
@@ -184,6 +221,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Log(LogCommand::Verify(args)) => tools::log_verify(&args),
         Command::Snapshot(SnapshotCommand::Inspect(args)) => tools::snapshot_inspect(&args),
         Command::Snapshot(SnapshotCommand::Verify(args)) => tools::snapshot_verify(&args),
+        Command::Archive(ArchiveCommand::Verify(args)) => tools::archive_verify(&args),
+        Command::Archive(ArchiveCommand::Dump(args)) => tools::archive_dump(&args),
     };
     match result {
         Ok(code) => code,

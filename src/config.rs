@@ -44,6 +44,9 @@ pub struct Config {
     pub max_auctions: u32,
     /// A worker silent this long (no heartbeat to the leader) loses its auctions.
     pub worker_grace_ms: u64,
+    /// An auction closed (or cancelled) this long ago moves from memory to the archive
+    /// on disk (the leader's housekeeping; docs/operations.md, "Archive").
+    pub archive_after_secs: u64,
     /// Also push every hosted auction event to this broadcast or multicast address.
     pub udp_broadcast: Option<String>,
     /// Shared by every node; required on node RPC and admin routes. Without it the node
@@ -185,6 +188,7 @@ impl std::fmt::Debug for Config {
             .field("join", &self.join)
             .field("max_auctions", &self.max_auctions)
             .field("worker_grace_ms", &self.worker_grace_ms)
+            .field("archive_after_secs", &self.archive_after_secs)
             .field("udp_broadcast", &self.udp_broadcast)
             .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<set>"))
             .field("cluster_name", &self.cluster_name)
@@ -213,6 +217,7 @@ impl Default for Config {
             join: None,
             max_auctions: 10_000,
             worker_grace_ms: 1_000,
+            archive_after_secs: 24 * 3600,
             udp_broadcast: None,
             cluster_secret: None,
             cluster_name: "gavel".into(),
@@ -321,6 +326,9 @@ impl Config {
             if secret.len() < CLUSTER_SECRET_MIN_BYTES {
                 bail!("cluster_secret must be at least {CLUSTER_SECRET_MIN_BYTES} bytes");
             }
+        }
+        if self.archive_after_secs == 0 {
+            bail!("archive_after_secs must be at least 1");
         }
         if self.worker_grace_ms < 2 * gavel_raft::workers::HEARTBEAT_INTERVAL_MS {
             bail!(

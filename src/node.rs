@@ -21,7 +21,7 @@ use gavel_api::hosting::WorkerConfig;
 use gavel_api::state::{ApiConfig, NodeCore};
 use gavel_api::AppState;
 use gavel_raft::{FrontDoor, FrontDoorConfig, HttpNetwork, Raft};
-use gavel_storage::inspect::{sled_dir, snapshots_dir};
+use gavel_storage::inspect::{archive_dir, sled_dir, snapshots_dir};
 use gavel_storage::{LogStore, LogStoreOptions, StateMachineStore};
 use openraft::error::{InitializeError, RaftError};
 use openraft::BasicNode;
@@ -262,7 +262,8 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     tracing::info!(?config, "starting gavel node");
     claim_data_dir(&config.data_dir, config.id)?;
     let log = open_log(&config)?;
-    let sm = StateMachineStore::open(snapshots_dir(&config.data_dir)).context("restoring the newest snapshot")?;
+    let sm = StateMachineStore::open(snapshots_dir(&config.data_dir), archive_dir(&config.data_dir))
+        .context("restoring the newest snapshot and opening the archive")?;
     let fresh = log.read_vote()?.is_none() && log.is_empty() && sm.last_applied().is_none();
     let marker = config.data_dir.join(RAFT_STARTED_FILE);
     if fresh && marker.exists() {
@@ -313,6 +314,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             worker_grace: Duration::from_millis(config.worker_grace_ms),
             learner_catchup_timeout: Duration::from_millis(config.raft.learner_catchup_timeout_ms),
             idempotency_limits: config.idempotency.to_limits(),
+            archive_after: Duration::from_secs(config.archive_after_secs),
         },
     );
 
@@ -388,6 +390,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     ));
     let worker_task = tokio::spawn(gavel_api::hosting::run_worker(state.clone(), stop.clone()));
     let reconciler = tokio::spawn(gavel_raft::workers::run_reconciler(door.clone(), stop.clone()));
+    tokio::spawn(gavel_raft::housekeeping::run_housekeeping(door.clone(), stop.clone()));
     let membership = tokio::spawn(gavel_api::membership::run_membership_watch(state.clone(), stop.clone()));
     tokio::spawn(gavel_api::limits::run_forgetting(state.limits.clone(), stop.clone()));
     tokio::spawn(gavel_api::metrics::run_sampler(state.clone(), stop.clone()));

@@ -1,4 +1,5 @@
-//! Offline tools: `gavel log dump|verify` and `gavel snapshot inspect|verify`.
+//! Offline tools: `gavel log dump|verify`, `gavel snapshot inspect|verify` and
+//! `gavel archive verify|dump`.
 //! Read-only; tables for people, `--json` for scripts.
 
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use anyhow::Result;
 use comfy_table::{presets, Table};
 use gavel_storage::inspect::{inspect_snapshot, scan_log, snapshot_files, LogReport, LogView, SnapshotReport};
 
-use crate::cli::{LogArgs, LogDumpArgs, SnapshotArgs};
+use crate::cli::{ArchiveArgs, ArchiveDumpArgs, LogArgs, LogDumpArgs, SnapshotArgs};
 use crate::terminal::{safe, safe_json, safe_json_line};
 
 pub const EXIT_CORRUPT: u8 = 1;
@@ -164,6 +165,7 @@ fn snapshot_table(r: &SnapshotReport) -> Table {
         ("bids", r.counts.bids.to_string()),
         ("workers", r.counts.workers.to_string()),
         ("idempotency keys", r.counts.idempotency_keys.to_string()),
+        ("archived auctions", r.archived_auctions.to_string()),
         ("last command ts_ms", r.last_ts_ms.to_string()),
         ("state hash", r.state_hash.clone()),
         (
@@ -213,4 +215,117 @@ pub fn snapshot_verify(args: &SnapshotArgs) -> Result<ExitCode> {
         println!("{t}");
     }
     Ok(report_errors("snapshot verify", &errors))
+}
+
+/// The archive directory `path` names: a data dir's `archive/`, or the directory itself.
+fn archive_at(path: &std::path::Path) -> Result<gavel_storage::archive::Archive> {
+    let dir = gavel_storage::inspect::archive_dir(path);
+    let dir = if dir.is_dir() { dir } else { path.to_path_buf() };
+    Ok(gavel_storage::archive::Archive::open_read_only(&dir)?)
+}
+
+fn archive_line(seq: u64, r: &gavel_storage::archive::ArchivedAuction, full: bool) -> serde_json::Value {
+    let a = &r.auction;
+    let mut v = serde_json::json!({
+        "seq": seq,
+        "auction_id": a.id,
+        "title": a.spec.title,
+        "seller": a.spec.seller,
+        "format": r.format.as_ref().map_or("english", |f| f.name()),
+        "status": a.status.as_str(),
+        "outcome": a.outcome.as_ref().map(|o| o.as_str()),
+        "result": a.outcome.as_ref().map(gavel_api::auctions::outcome_view),
+        "bid_count": a.bids.len(),
+        "created_at": gavel_api::json::rfc3339(a.created_at_ms),
+        "closed_at": a.closed_at_ms.map(gavel_api::json::rfc3339),
+        "archived_at": gavel_api::json::rfc3339(r.archived_at_ms),
+    });
+    if full {
+        v["bids"] = serde_json::json!(a
+            .bids
+            .iter()
+            .map(|b| serde_json::json!({
+                "bid_id": b.bid_id,
+                "seq": b.seq,
+                "bidder": b.bidder,
+                "amount": b.amount,
+                "price_after": b.price_after,
+                "leader_after": b.leader_after,
+                "at": gavel_api::json::rfc3339(b.ts_ms),
+            }))
+            .collect::<Vec<_>>());
+    }
+    v
+}
+
+pub fn archive_verify(args: &ArchiveArgs) -> Result<ExitCode> {
+    let archive = archive_at(&args.data_dir)?;
+    match archive.verify(|_, _| {}) {
+        Ok(stats) => {
+            if args.json {
+                println!(
+                    "{}",
+                    safe_json(&serde_json::json!({
+                        "ok": true,
+                        "records": stats.records,
+                        "auctions": stats.auctions,
+                        "bytes": stats.bytes,
+                        "segments": stats.segments,
+                        "digest": hex::encode(stats.digest),
+                    }))
+                );
+            } else {
+                println!(
+                    "{}",
+                    kv_table(vec![
+                        ("records", stats.records.to_string()),
+                        ("auctions", stats.auctions.to_string()),
+                        ("bytes", stats.bytes.to_string()),
+                        ("segments", stats.segments.to_string()),
+                        ("digest", hex::encode(stats.digest)),
+                    ])
+                );
+                println!("OK: {} records verified", stats.records);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report_errors(
+            &format!("archive in {}", archive.dir().display()),
+            &[e.to_string()],
+        )),
+    }
+}
+
+pub fn archive_dump(args: &ArchiveDumpArgs) -> Result<ExitCode> {
+    let archive = archive_at(&args.archive.data_dir)?;
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let mut printed = 0u64;
+    let mut rows = table(&["seq", "auction", "title", "status", "outcome", "bids", "closed_at"]);
+    let result = archive.verify(|seq, record| {
+        if printed >= limit || args.auction.is_some_and(|id| id != record.auction.id) {
+            return;
+        }
+        printed += 1;
+        if args.archive.json {
+            println!("{}", safe_json_line(&archive_line(seq, record, args.full)));
+        } else {
+            let a = &record.auction;
+            rows.add_row(vec![
+                seq.to_string(),
+                a.id.to_string(),
+                safe(&a.spec.title),
+                a.status.as_str().to_string(),
+                a.outcome.as_ref().map(|o| o.as_str()).unwrap_or("").to_string(),
+                a.bids.len().to_string(),
+                a.closed_at_ms.map(gavel_api::json::rfc3339).unwrap_or_default(),
+            ]);
+        }
+    });
+    if !args.archive.json {
+        println!("{rows}");
+    }
+    Ok(match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => report_errors(&format!("archive in {}", archive.dir().display()), &[e.to_string()]),
+    })
 }

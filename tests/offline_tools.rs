@@ -37,7 +37,7 @@ fn entry(index: u64, payload: gavel_storage::EntryPayload) -> Entry {
 /// middle, written through the same code a node uses.
 async fn produce_data_dir(dir: &Path) {
     let mut log = LogStore::open(dir.join("sled"), LogStoreOptions::default()).unwrap();
-    let sm = StateMachineStore::open(dir.join("snapshots")).unwrap();
+    let sm = StateMachineStore::open(dir.join("snapshots"), dir.join("archive")).unwrap();
     let membership = Membership::new(
         vec![BTreeSet::from([1])],
         BTreeMap::from([(1, BasicNode::new("127.0.0.1:7070"))]),
@@ -89,10 +89,10 @@ async fn produce_data_dir(dir: &Path) {
     }
     log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
     log.append_entries(entries[..7].to_vec()).await.unwrap();
-    sm.apply_entries(entries[..7].to_vec());
+    sm.apply_entries(entries[..7].to_vec()).unwrap();
     sm.build().await.unwrap();
     log.append_entries(entries[7..].to_vec()).await.unwrap();
-    sm.apply_entries(entries[7..].to_vec());
+    sm.apply_entries(entries[7..].to_vec()).unwrap();
     log.save_committed(Some(entries.last().unwrap().log_id)).await.unwrap();
     sm.build().await.unwrap();
     log.sync().await.unwrap();
@@ -165,7 +165,7 @@ async fn tools_read_a_sound_data_dir_and_reject_corrupted_copies() {
     assert_eq!(snap["counts"]["bids"], 6);
     assert_eq!(snap["counts"]["workers"], 1);
     assert_eq!(snap["counts"]["auctions_by_status"]["open"], 1);
-    let sm = StateMachineStore::open(data.join("snapshots")).unwrap();
+    let sm = StateMachineStore::open(data.join("snapshots"), data.join("archive")).unwrap();
     assert_eq!(
         snap["state_hash"],
         sm.state_hash(),

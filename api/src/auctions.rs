@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gavel_storage::archive::ArchivedAuction;
 use gavel_storage::book::formats::{dutch_ends_at, dutch_price, DutchSpec, Format};
 use gavel_storage::book::idempotency;
 use gavel_storage::book::rounds::{MultiRoundSpec, Rounds};
@@ -33,6 +34,8 @@ pub const AUCTION_DURATION_MAX_SECS: u64 = 365 * 24 * 3600;
 /// Default and largest page of `GET /v1/auctions`.
 pub const LIST_LIMIT_DEFAULT: usize = 50;
 pub const LIST_LIMIT_MAX: usize = 500;
+/// Archived auctions one `GET /v1/auctions` may read from disk while filtering by status.
+pub const LIST_ARCHIVE_READS_MAX: usize = 5_000;
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// A fixed step, or a table of price bands: the band with the greatest `from` at or below
@@ -361,19 +364,23 @@ pub async fn create(State(s): State<AppState>, req: RawRequest) -> Result<Respon
         BookResponse::AuctionCreated { auction_id, seq, .. } => (auction_id, seq),
         other => return Err(ApiError::Internal(format!("unexpected response to create: {other:?}"))),
     };
-    let st = s.sm.read();
-    let auction = st
-        .book
-        .auction(auction_id)
-        .ok_or_else(|| ApiError::Internal("created auction missing".into()))?;
     // The answer is the auction as it was created, also for a retry answered from the
-    // idempotency table after bids have come in.
-    let view = auction_view(
-        &as_created(auction, seq),
-        st.book.format(auction_id),
-        None,
-        auction.created_at_ms,
-    );
+    // idempotency table after bids have come in (or after it was archived).
+    let view = {
+        let st = s.sm.read();
+        st.book
+            .auction(auction_id)
+            .map(|a| auction_view(&as_created(a, seq), st.book.format(auction_id), None, a.created_at_ms))
+    };
+    let view = match view {
+        Some(view) => view,
+        None => {
+            let record =
+                archived(&s, auction_id)?.ok_or_else(|| ApiError::Internal("created auction missing".into()))?;
+            let a = &record.auction;
+            auction_view(&as_created(a, seq), record.format.as_ref(), None, a.created_at_ms)
+        }
+    };
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/auctions/{auction_id}"))],
@@ -415,6 +422,8 @@ pub struct ListParams {
     limit: Option<usize>,
     /// Auctions with a greater id (the previous page's `next_after`).
     after: Option<u64>,
+    /// `true`: only archived auctions; `false`: only those still in memory; absent: both.
+    archived: Option<bool>,
 }
 
 /// Waits for the leader's read index unless the client asked for a stale read.
@@ -446,9 +455,7 @@ pub async fn get(
     ApiQuery(params): ApiQuery<ReadParams>,
 ) -> Result<Response, ApiError> {
     read_barrier(&s, params.consistency.as_deref()).await?;
-    let st = s.sm.read();
-    let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
-    Ok(Json(auction_view(auction, st.book.format(id), st.book.rounds(id), now_ms())).into_response())
+    Ok(Json(view_of(&s, id)?).into_response())
 }
 
 /// `GET /v1/auctions`.
@@ -486,29 +493,73 @@ pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListPara
         )));
     }
     read_barrier(&s, params.consistency.as_deref()).await?;
-    let now = now_ms();
-    let st = s.sm.read();
-    let mut items: Vec<AuctionView> = Vec::new();
-    let mut next = None;
-    for auction in st
-        .book
-        .auctions()
-        .filter(|a| params.after.is_none_or(|after| a.id > after))
-    {
-        if status.is_some_and(|want| auction.status != want) {
-            continue;
+    let after = params.after.unwrap_or(0);
+    // Live auctions first, from the book, at most one more than a page.
+    let mut live: Vec<AuctionView> = Vec::new();
+    if params.archived != Some(true) {
+        let now = now_ms();
+        let st = s.sm.read();
+        for auction in st.book.auctions().filter(|a| a.id > after) {
+            if status.is_some_and(|want| auction.status != want) {
+                continue;
+            }
+            live.push(auction_view(
+                auction,
+                st.book.format(auction.id),
+                st.book.rounds(auction.id),
+                now,
+            ));
+            if live.len() > limit {
+                break;
+            }
         }
-        if items.len() == limit {
-            next = items.last().map(|v| v.id);
-            break;
-        }
-        items.push(auction_view(
-            auction,
-            st.book.format(auction.id),
-            st.book.rounds(auction.id),
-            now,
-        ));
     }
+    // Archived ones (closed or cancelled), read from disk within a budget: a page may
+    // then hold fewer than `limit`; `next_after` goes on from where it stopped.
+    let mut old: Vec<AuctionView> = Vec::new();
+    let mut scanned_to = None;
+    let final_wanted = status.is_none_or(|st| st.is_final());
+    if params.archived != Some(false) && final_wanted {
+        let stop_at = live.get(limit).map_or(u64::MAX, |v| v.id);
+        let mut cursor = after;
+        let mut budget = LIST_ARCHIVE_READS_MAX;
+        'scan: while old.len() <= limit {
+            let ids = s.sm.archive().ids_after(cursor, LIST_LIMIT_MAX);
+            if ids.is_empty() {
+                break;
+            }
+            for id in ids {
+                if id > stop_at {
+                    break 'scan;
+                }
+                if budget == 0 {
+                    scanned_to = Some(cursor);
+                    break 'scan;
+                }
+                budget -= 1;
+                cursor = id;
+                let Some(record) = archived(&s, id)? else { continue };
+                if status.is_some_and(|want| record.auction.status != want) {
+                    continue;
+                }
+                old.push(archived_view(&record));
+                if old.len() > limit {
+                    break 'scan;
+                }
+            }
+        }
+    }
+    let mut items: Vec<AuctionView> = live.into_iter().chain(old).collect();
+    items.sort_by_key(|v| v.id);
+    if let Some(stopped) = scanned_to {
+        items.retain(|v| v.id <= stopped);
+    }
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|v| v.id)
+    } else {
+        scanned_to
+    };
     Ok(Json(AuctionList {
         auctions: items,
         next_after: next,
@@ -632,6 +683,9 @@ pub struct Total {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuctionView {
     pub id: u64,
+    /// Whether it was moved out of the in-memory book to the archive (some time after it
+    /// closed; `archive_after_secs`). Archived auctions answer every read as before.
+    pub archived: bool,
     /// `english`, `sealed_first_price`, `sealed_second_price`, `dutch` or
     /// `multi_round_sealed`.
     pub format: &'static str,
@@ -708,8 +762,43 @@ pub struct AuctionView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuctionList {
     pub auctions: Vec<AuctionView>,
-    /// Pass as `?after=` for the next page; null on the last page.
+    /// Pass as `?after=` for the next page; null on the last page. A page may hold fewer
+    /// than `limit` auctions (archived ones are read within a budget) and still have a
+    /// next page.
     pub next_after: Option<u64>,
+}
+
+/// The archived auction `id`, if it is archived (read from disk).
+pub fn archived(s: &AppState, id: u64) -> Result<Option<ArchivedAuction>, ApiError> {
+    s.sm.archive()
+        .get(id)
+        .map_err(|e| ApiError::Internal(format!("reading archived auction {id}: {e}")))
+}
+
+/// The view of an archived auction.
+pub fn archived_view(record: &ArchivedAuction) -> AuctionView {
+    let mut v = auction_view(
+        &record.auction,
+        record.format.as_ref(),
+        record.rounds.as_ref(),
+        record.archived_at_ms,
+    );
+    v.archived = true;
+    v
+}
+
+/// The view of auction `id`, from the book or else the archive.
+pub fn view_of(s: &AppState, id: u64) -> Result<AuctionView, ApiError> {
+    {
+        let st = s.sm.read();
+        if let Some(a) = st.book.auction(id) {
+            return Ok(auction_view(a, st.book.format(id), st.book.rounds(id), now_ms()));
+        }
+    }
+    // Not in the book: archived (written under the book's write lock), or unknown.
+    archived(s, id)?
+        .map(|r| archived_view(&r))
+        .ok_or_else(|| ApiError::unknown_auction(id))
 }
 
 /// The public view of an auction (see [`AuctionView`]).
@@ -728,6 +817,7 @@ pub fn auction_view(a: &Auction, format: Option<&Format>, rounds: Option<&Rounds
     };
     let mut v = AuctionView {
         id: a.id,
+        archived: false,
         format: format.map_or("english", Format::name),
         seller: a.spec.seller.clone(),
         title: a.spec.title.clone(),

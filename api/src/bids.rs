@@ -19,11 +19,9 @@ use gavel_storage::{Actor, Op, Outcome, Response as BookResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auctions::{
-    auction_view, propose, read_barrier, AuctionView, IdempotencyKey, OutcomeView, ReadParams, RoundBid, Total,
-};
+use crate::auctions::{propose, read_barrier, AuctionView, IdempotencyKey, OutcomeView, ReadParams, RoundBid, Total};
 use crate::error::ApiError;
-use crate::json::{now_ms, parse_json, rfc3339};
+use crate::json::{parse_json, rfc3339};
 use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
@@ -276,10 +274,35 @@ pub async fn list_bids(
 ) -> Result<Response, ApiError> {
     read_barrier(&s, params.consistency.as_deref()).await?;
     let admin = crate::auth::authenticate_admin(&s, &req).is_ok();
-    let st = s.sm.read();
-    let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
+    {
+        let st = s.sm.read();
+        if let Some(auction) = st.book.auction(id) {
+            let sealed_open = st.book.is_sealed_open(id);
+            let view = history(auction, st.book.format(id), st.book.rounds(id), sealed_open, admin);
+            return Ok(Json(view).into_response());
+        }
+    }
+    let record = crate::auctions::archived(&s, id)?.ok_or_else(|| ApiError::unknown_auction(id))?;
+    let view = history(
+        &record.auction,
+        record.format.as_ref(),
+        record.rounds.as_ref(),
+        false,
+        admin,
+    );
+    Ok(Json(view).into_response())
+}
+
+/// The history of `auction` (sealed while `sealed_open`; an admin sees signed bodies).
+fn history(
+    auction: &gavel_storage::Auction,
+    format: Option<&Format>,
+    rounds: Option<&gavel_storage::book::rounds::Rounds>,
+    sealed_open: bool,
+    admin: bool,
+) -> BidHistory {
     let mut history = BidHistory {
-        auction_id: id,
+        auction_id: auction.id,
         bids: Vec::new(),
         sealed: None,
         bid_count: None,
@@ -287,19 +310,19 @@ pub async fn list_bids(
         rounds: None,
         bids_this_round: None,
     };
-    if matches!(st.book.format(id), Some(Format::MultiRound(_))) {
+    if matches!(format, Some(Format::MultiRound(_))) {
         // Completed rounds are revealed to everyone; the round under way is sealed.
-        let rounds = st.book.rounds(id).cloned().unwrap_or_default();
+        let rounds = rounds.cloned().unwrap_or_default();
         history.round = Some(rounds.round);
         history.rounds = Some(crate::auctions::rounds_view(&rounds));
         history.bids_this_round = Some(rounds.current.len());
-        return Ok(Json(history).into_response());
+        return history;
     }
-    if st.book.is_sealed_open(id) {
+    if sealed_open {
         // Sealed until the close, for everyone: only how many have bid.
         history.sealed = Some(true);
         history.bid_count = Some(auction.bids.len());
-        return Ok(Json(history).into_response());
+        return history;
     }
     history.bids = auction
         .bids
@@ -322,7 +345,7 @@ pub async fn list_bids(
             }),
         })
         .collect();
-    Ok(Json(history).into_response())
+    history
 }
 
 /// `POST /v1/auctions/{id}/buy` (the body may be empty).
@@ -419,11 +442,7 @@ pub async fn cancel(
 fn ended(s: &AppState, id: u64, resp: BookResponse) -> Result<Response, ApiError> {
     match resp {
         BookResponse::AuctionEnded { outcome, .. } => {
-            let st = s.sm.read();
-            let view = st
-                .book
-                .auction(id)
-                .map(|a| auction_view(a, st.book.format(id), st.book.rounds(id), now_ms()));
+            let view = crate::auctions::view_of(s, id).ok();
             let purchase = match &outcome {
                 Outcome::BoughtNow { buyer, price } => Some(Purchase {
                     buyer: buyer.clone(),
@@ -467,8 +486,26 @@ pub async fn result(
 ) -> Result<Response, ApiError> {
     read_barrier(&s, params.consistency.as_deref()).await?;
     let auth = crate::auth::authenticate(&s, &req)?;
-    let st = s.sm.read();
-    let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
+    {
+        let st = s.sm.read();
+        if let Some(auction) = st.book.auction(id) {
+            let v = result_of(&auth, auction, st.book.format(id), st.book.rounds(id))?;
+            return Ok(Json(v).into_response());
+        }
+    }
+    let record = crate::auctions::archived(&s, id)?.ok_or_else(|| ApiError::unknown_auction(id))?;
+    let v = result_of(&auth, &record.auction, record.format.as_ref(), record.rounds.as_ref())?;
+    Ok(Json(v).into_response())
+}
+
+/// The caller's result in `auction` (see [`result`]).
+fn result_of(
+    auth: &crate::auth::Authenticated,
+    auction: &gavel_storage::Auction,
+    format: Option<&Format>,
+    rounds: Option<&gavel_storage::book::rounds::Rounds>,
+) -> Result<ResultView, ApiError> {
+    let id = auction.id;
     let Some(outcome) = &auction.outcome else {
         return Err(ApiError::Conflict {
             code: "auction_not_ended",
@@ -481,11 +518,10 @@ pub async fn result(
     };
     let me = auth.name();
     let bid = auction.bids.iter().any(|b| b.bidder == me);
-    let rounds = st.book.rounds(id);
     let bid = bid || rounds.is_some_and(|r| r.participants.iter().any(|p| p == me));
     let mut v = ResultView {
         auction_id: id,
-        format: st.book.format(id).map_or("english", |f| f.name()),
+        format: format.map_or("english", |f| f.name()),
         outcome: outcome.as_str(),
         result: "",
         price: None,
@@ -513,7 +549,7 @@ pub async fn result(
             })
         }
     }
-    Ok(Json(v).into_response())
+    Ok(v)
 }
 
 /// `POST /v1/auctions/{id}/join` (the body may be empty).
@@ -590,11 +626,7 @@ pub async fn start(
 fn rounds_answer(s: &AppState, id: u64, resp: BookResponse) -> Result<Response, ApiError> {
     match resp {
         BookResponse::RoundsChanged { .. } => {
-            let st = s.sm.read();
-            let view = st
-                .book
-                .auction(id)
-                .map(|a| auction_view(a, st.book.format(id), st.book.rounds(id), now_ms()));
+            let view = crate::auctions::view_of(s, id).ok();
             Ok(Json(view).into_response())
         }
         other => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),

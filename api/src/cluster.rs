@@ -529,6 +529,14 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         s.log.blob_files() as u64,
     );
     gauge("gavel_workers", "Registered workers.", counts.workers);
+    let archive = s.sm.archive().stats();
+    gauge(
+        "gavel_archive_auctions",
+        "Closed auctions moved from memory to the archive on disk.",
+        archive.auctions,
+    );
+    gauge("gavel_archive_bytes", "Bytes of the archive's files.", archive.bytes);
+    gauge("gavel_archive_segments", "Files of the archive.", archive.segments);
     gauge(
         "gavel_idempotency_keys",
         "Idempotency keys remembered.",

@@ -180,11 +180,16 @@ impl Feed {
         let live = s.sm.subscribe_events();
         let (replay, ended) = {
             let st = s.sm.read();
-            let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
-            (
-                st.book.recent_events(id, after),
-                auction.status.is_final() && auction.seq <= after,
-            )
+            match st.book.auction(id) {
+                Some(auction) => (
+                    st.book.recent_events(id, after),
+                    auction.status.is_final() && auction.seq <= after,
+                ),
+                // An archived auction ended long ago: its stream is over at once (its
+                // history is at /v1/auctions/{id}/bids).
+                None if st.book.is_archived(id) => (Vec::new(), true),
+                None => return Err(ApiError::unknown_auction(id)),
+            }
         };
         Ok(Feed {
             s,

@@ -198,7 +198,12 @@ fn challenge(
     auth: &Authenticated,
     ttl_secs: u32,
 ) -> Result<bool, ApiError> {
-    let exists = s.sm.read().book.auction(auction_id).map(|a| a.status.is_final());
+    let exists = {
+        let st = s.sm.read();
+        // An archived auction ended long ago.
+        let archived = st.book.is_archived(auction_id).then_some(true);
+        st.book.auction(auction_id).map(|a| a.status.is_final()).or(archived)
+    };
     match exists {
         None => return Err(ApiError::unknown_auction(auction_id)),
         Some(true) => return Err(ApiError::Rejected(Rejection::AuctionClosed)),

@@ -89,6 +89,8 @@ pub struct FrontDoorConfig {
     pub learner_catchup_timeout: Duration,
     /// The idempotency table's bounds this node proposes when it leads.
     pub idempotency_limits: IdempotencyLimits,
+    /// When it leads: archive auctions closed this long ago.
+    pub archive_after: Duration,
 }
 
 /// Counters for `/metrics`.
@@ -114,7 +116,7 @@ pub struct Inner {
     pub counters: DoorCounters,
     pub config: FrontDoorConfig,
     proposer: Proposer,
-    network: HttpNetwork,
+    pub(crate) network: HttpNetwork,
 }
 
 impl std::ops::Deref for FrontDoor {

@@ -9,6 +9,8 @@
 //! - [`proposer`]: the leader's group commit.
 //! - [`workers`]: the worker registry (liveness, re-reports, registration) and the
 //!   leader's reassignment loop.
+//! - [`housekeeping`]: the leader's loop that archives closed auctions and drops
+//!   expired keys and subscriptions.
 //! - [`metrics`]: Prometheus metrics of the commit path.
 //! - [`cluster`]: the Raft calls beneath: one write, read barriers, membership changes,
 //!   the leadership hand-off, and their errors.
@@ -16,6 +18,7 @@
 pub mod cluster;
 pub mod config;
 pub mod front_door;
+pub mod housekeeping;
 pub mod metrics;
 pub mod network;
 pub mod proposer;

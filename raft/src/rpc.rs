@@ -17,6 +17,7 @@ use axum::routing::post;
 use axum::Router;
 use gavel_storage::{bincode_config, TypeConfig};
 use gavel_storage::{SnapshotMeta, Vote};
+use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -31,6 +32,12 @@ pub const RPC_SNAPSHOT_PATH: &str = "/raft/snapshot";
 pub const RPC_TRANSFER_LEADER_PATH: &str = "/raft/transfer-leader";
 /// A follower's request to the leader (see [`crate::front_door`]).
 pub const RPC_FORWARD_PATH: &str = "/raft/forward";
+/// A node installing a snapshot fetches the archive records it lacks (see [`fetch_archive`]).
+pub const RPC_ARCHIVE_PATH: &str = "/raft/archive";
+/// Bytes of archive records one `/raft/archive` answer carries, about.
+pub const ARCHIVE_FETCH_BYTES: usize = 8 * 1024 * 1024;
+/// How long one `/raft/archive` request may take.
+pub const ARCHIVE_FETCH_TIMEOUT_MS: u64 = 30_000;
 /// Largest forwarded request: a command is at most `proposer::COMMAND_BYTES_MAX`, a
 /// heartbeat lists the worker's hosted auctions.
 pub const RPC_FORWARD_BODY_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -128,6 +135,7 @@ pub fn router(door: FrontDoor, secret: Option<Arc<str>>, require_peer_cert: bool
             RPC_FORWARD_PATH,
             post(forward).layer(DefaultBodyLimit::max(RPC_FORWARD_BODY_MAX_BYTES)),
         )
+        .route(RPC_ARCHIVE_PATH, post(archive))
         .layer(middleware::from_fn_with_state(
             (secret, require_peer_cert),
             require_secret,
@@ -150,6 +158,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .routes(routes!(transfer_leader))
         .routes(routes!(forward))
         .routes(routes!(snapshot))
+        .routes(routes!(archive))
         .split_for_parts();
     spec
 }
@@ -331,21 +340,133 @@ async fn forward(State(s): State<RpcState>, body: Bytes) -> Response {
     )
 )]
 async fn snapshot(State(s): State<RpcState>, body: Bytes) -> Response {
-    handle_with(
-        decode_snapshot_rpc(&body),
-        |(vote, meta, bytes): SnapshotTransfer| async move {
-            let snapshot = gavel_storage::state_machine::Snapshot {
-                meta,
-                snapshot: std::io::Cursor::new(bytes),
-            };
-            let result = s.raft.install_full_snapshot(vote, snapshot).await;
-            if result.is_ok() {
-                s.contact.touch();
-            }
-            result
-        },
-    )
+    let decoded: Result<SnapshotTransfer, String> = decode_snapshot_rpc(&body);
+    // The snapshot refers to archive records this node may not have yet: fetch them from
+    // the leader first. If that fails the leader hears 503 and sends the snapshot again
+    // later; what was fetched stays.
+    if let Ok((vote, meta, bytes)) = &decoded {
+        let leader = vote.leader_id().node_id;
+        if let Err(e) = fetch_archive(&s, leader, meta, bytes).await {
+            tracing::warn!(leader, error = %e, "could not fetch the archive the snapshot refers to");
+            return rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("fetching the archive the snapshot refers to: {e}"),
+            );
+        }
+    }
+    handle_with(decoded, |(vote, meta, bytes): SnapshotTransfer| async move {
+        let snapshot = gavel_storage::state_machine::Snapshot {
+            meta,
+            snapshot: std::io::Cursor::new(bytes),
+        };
+        let result = s.raft.install_full_snapshot(vote, snapshot).await;
+        if result.is_ok() {
+            s.contact.touch();
+        }
+        result
+    })
     .await
+}
+
+/// What `/raft/archive` is asked: framed archive records from number `from` on.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ArchiveFetch {
+    pub from: u64,
+    pub max_bytes: u64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/raft/archive",
+    tag = "node-rpc",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "An ArchiveFetch: the first record wanted and a byte budget (bincode)"),
+    security(("cluster_secret" = [])),
+    responses(
+        (status = 200, description = "Framed archive records from that number on, whole records only (bincode)", content_type = "application/octet-stream"),
+        (status = 400, description = "`invalid_rpc_body`"),
+        (status = 401, description = "`unauthorized`: no or a wrong cluster secret, or no verified peer certificate"),
+    )
+)]
+async fn archive(State(s): State<RpcState>, body: Bytes) -> Response {
+    handle(body, |req: ArchiveFetch| async move {
+        let archive = s.door.sm.archive().clone();
+        let max = (req.max_bytes as usize).min(ARCHIVE_FETCH_BYTES);
+        tokio::task::spawn_blocking(move || archive.frames_from(req.from, max).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+    })
+    .await
+}
+
+/// Fetches from node `leader` the archive records the snapshot file `bytes` refers to
+/// and this node lacks, appends them, and makes them durable.
+async fn fetch_archive(s: &RpcState, leader: u64, meta: &SnapshotMeta, bytes: &[u8]) -> Result<(), String> {
+    let file = gavel_storage::snapshot::decode_snapshot(bytes, "snapshot received").map_err(|e| e.to_string())?;
+    let book = gavel_storage::AuctionBook::decode(file.payload(bytes)).map_err(|e| e.to_string())?;
+    let (needed, _) = book.archive_ref();
+    drop(book);
+    let archive = s.door.sm.archive().clone();
+    if archive.count() >= needed {
+        return Ok(());
+    }
+    // A node joining has no membership of its own yet: the snapshot's names the leader.
+    let addr = meta
+        .last_membership
+        .membership()
+        .get_node(&leader)
+        .map(|n| n.addr.clone())
+        .or_else(|| {
+            s.raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone())
+        })
+        .ok_or_else(|| format!("node {leader} is in neither the snapshot's membership nor this node's"))?;
+    let to = crate::NodeAddr { id: leader, addr };
+    let started = archive.count();
+    while archive.count() < needed {
+        let req = ArchiveFetch {
+            from: archive.count() + 1,
+            max_bytes: ARCHIVE_FETCH_BYTES as u64,
+        };
+        let answer: Result<Vec<u8>, String> = s
+            .door
+            .network
+            .call_node(
+                &to,
+                RPC_ARCHIVE_PATH,
+                &req,
+                std::time::Duration::from_millis(ARCHIVE_FETCH_TIMEOUT_MS),
+            )
+            .await?;
+        let frames = answer?;
+        if frames.is_empty() {
+            return Err(format!(
+                "node {leader} has no archive records from {} on; the snapshot needs {needed}",
+                req.from
+            ));
+        }
+        let archive = archive.clone();
+        tokio::task::spawn_blocking(move || archive.append_frames(&frames).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())??;
+    }
+    let synced = archive.clone();
+    tokio::task::spawn_blocking(move || synced.sync().map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())??;
+    tracing::info!(
+        leader,
+        fetched = archive.count() - started,
+        records = archive.count(),
+        "fetched the archive records a snapshot refers to"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -362,6 +483,7 @@ mod openapi_tests {
             super::RPC_SNAPSHOT_PATH,
             super::RPC_TRANSFER_LEADER_PATH,
             super::RPC_FORWARD_PATH,
+            super::RPC_ARCHIVE_PATH,
         ];
         served.sort_unstable();
         assert_eq!(described, served);

@@ -51,6 +51,12 @@
 //! the table) is [`Rejection::IdempotencyKeyExpired`]. The exact guarantee and its bounds
 //! are in [`idempotency`].
 //!
+//! # Archive
+//!
+//! Closed auctions leave the book for the archive by a committed `Housekeeping` command
+//! ([`housekeeping`], [`crate::archive`]); the book then keeps only the number of records
+//! and their digest, and answers `AuctionClosed` for the ids it no longer holds.
+//!
 //! Handlers live in submodules: `lifecycle` (create, open, buy-now, close, cancel),
 //! `bidding` (bids and proxy pricing), `workers` (registry and assignment), `invariants`
 //! (the checks [`AuctionBook::check_invariants`] runs, also after every decode).
@@ -70,6 +76,9 @@ mod bidding;
 pub mod formats;
 #[cfg(test)]
 mod formats_tests;
+pub mod housekeeping;
+#[cfg(test)]
+mod housekeeping_tests;
 pub mod idempotency;
 mod invariants;
 mod lifecycle;
@@ -121,6 +130,14 @@ pub struct AuctionBook {
     formats: BTreeMap<AuctionId, formats::Format>,
     /// The progress of every multi-round auction that has a participant (see [`rounds`]).
     rounds: BTreeMap<AuctionId, rounds::Rounds>,
+    /// Auctions moved to the archive so far, and the digest chain over their records
+    /// (see [`housekeeping`] and [`crate::archive`]).
+    archived_records: u64,
+    archive_digest: [u8; 32],
+    /// Archive records made by the entry being applied, for the state machine to write;
+    /// always empty between entries, never encoded.
+    #[serde(skip)]
+    archive_outbox: Vec<Vec<u8>>,
 }
 
 /// Summary counts for `gavel snapshot inspect` and metrics.
@@ -233,6 +250,10 @@ impl AuctionBook {
             Op::CreateAccount(account) => self.create_account(account, now),
             Op::RotateToken { name, token_hash } => self.rotate_token(name, token_hash),
             Op::DisableAccount { name } => self.disable_account(name),
+            Op::Housekeeping {
+                archive_closed_before_ms,
+                archive_max,
+            } => self.housekeeping(*archive_closed_before_ms, *archive_max, now),
             Op::SetIdempotencyLimits(limits) => match limits.validate() {
                 Ok(()) => {
                     self.idempotency.set_limits(*limits);
@@ -353,12 +374,19 @@ impl AuctionBook {
     pub fn decode(bytes: &[u8]) -> crate::Result<Self> {
         let corrupt = |reason: String| crate::Error::corrupt("snapshot payload", reason);
         let decoded = crate::decode_limited::<AuctionBook, { crate::snapshot::SNAPSHOT_PAYLOAD_MAX_BYTES }>(bytes);
-        // A book written before auction formats (snapshot format 2) lacks the last field.
-        let decoded = decoded.or_else(|e| {
-            crate::decode_limited::<BookV2, { crate::snapshot::SNAPSHOT_PAYLOAD_MAX_BYTES }>(bytes)
-                .map(|(old, read)| (old.into(), read))
-                .map_err(|_| e)
-        });
+        // A book written before the archive (snapshot format 3) lacks the last two fields;
+        // one written before auction formats (format 2) lacks two more.
+        let decoded = decoded
+            .or_else(|e| {
+                crate::decode_limited::<BookV3, { crate::snapshot::SNAPSHOT_PAYLOAD_MAX_BYTES }>(bytes)
+                    .map(|(old, read)| (old.into(), read))
+                    .map_err(|_| e)
+            })
+            .or_else(|e| {
+                crate::decode_limited::<BookV2, { crate::snapshot::SNAPSHOT_PAYLOAD_MAX_BYTES }>(bytes)
+                    .map(|(old, read)| (old.into(), read))
+                    .map_err(|_| e)
+            });
         let (book, read): (AuctionBook, usize) = decoded.map_err(|e| corrupt(e.to_string()))?;
         if read != bytes.len() {
             return Err(corrupt(format!("{} trailing bytes after the book", bytes.len() - read)));
@@ -379,11 +407,13 @@ impl AuctionBook {
         Ok(bid_id)
     }
 
-    /// The auction `id`, or `UnknownAuction`.
+    /// The auction `id`; `AuctionClosed` if it was archived, else `UnknownAuction`.
     fn get(&self, id: AuctionId) -> Result<&Auction, Rejection> {
-        self.auctions
-            .get(&id)
-            .ok_or(Rejection::UnknownAuction { auction_id: id })
+        match self.auctions.get(&id) {
+            Some(auction) => Ok(auction),
+            None if self.is_archived(id) => Err(Rejection::AuctionClosed),
+            None => Err(Rejection::UnknownAuction { auction_id: id }),
+        }
     }
 
     /// Appends an event with the auction's next `seq` to the auction and to its replay
@@ -418,6 +448,51 @@ fn check_not_final(auction: &Auction) -> Result<(), Rejection> {
         AuctionStatus::Closed => Err(Rejection::AuctionClosed),
         AuctionStatus::Cancelled => Err(Rejection::AuctionCancelled),
         AuctionStatus::Scheduled | AuctionStatus::Open => Ok(()),
+    }
+}
+
+/// The book as snapshot format 3 stored it: [`AuctionBook`] before the archive.
+#[derive(Deserialize)]
+struct BookV3 {
+    auctions: BTreeMap<AuctionId, Auction>,
+    workers: BTreeMap<NodeId, Worker>,
+    last_ts_ms: TimestampMs,
+    last_auction_id: AuctionId,
+    last_bid_id: u64,
+    hosted: BTreeMap<NodeId, BTreeSet<AuctionId>>,
+    recent_events: BTreeMap<AuctionId, Vec<AuctionEvent>>,
+    idempotency: IdempotencyTable,
+    subscriptions: BTreeMap<AuctionId, BTreeMap<String, subscriptions::Subscription>>,
+    subscriptions_by_owner: BTreeMap<String, BTreeSet<(AuctionId, String)>>,
+    accounts: BTreeMap<String, accounts::Account>,
+    accounts_by_token: BTreeMap<accounts::TokenHash, String>,
+    exposure: BTreeMap<String, Money>,
+    formats: BTreeMap<AuctionId, formats::Format>,
+    rounds: BTreeMap<AuctionId, rounds::Rounds>,
+}
+
+impl From<BookV3> for AuctionBook {
+    fn from(old: BookV3) -> Self {
+        AuctionBook {
+            auctions: old.auctions,
+            workers: old.workers,
+            last_ts_ms: old.last_ts_ms,
+            last_auction_id: old.last_auction_id,
+            last_bid_id: old.last_bid_id,
+            hosted: old.hosted,
+            recent_events: old.recent_events,
+            idempotency: old.idempotency,
+            subscriptions: old.subscriptions,
+            subscriptions_by_owner: old.subscriptions_by_owner,
+            accounts: old.accounts,
+            accounts_by_token: old.accounts_by_token,
+            exposure: old.exposure,
+            formats: old.formats,
+            rounds: old.rounds,
+            archived_records: 0,
+            archive_digest: crate::archive::EMPTY_DIGEST,
+            archive_outbox: Vec::new(),
+        }
     }
 }
 
@@ -458,6 +533,9 @@ impl From<BookV2> for AuctionBook {
             exposure: old.exposure,
             formats: BTreeMap::new(),
             rounds: BTreeMap::new(),
+            archived_records: 0,
+            archive_digest: crate::archive::EMPTY_DIGEST,
+            archive_outbox: Vec::new(),
         }
     }
 }

@@ -177,6 +177,14 @@ pub enum Op {
         auction_id: AuctionId,
         seller: String,
     },
+    /// The leader's periodic housekeeping: archive up to `archive_max` auctions closed (or
+    /// cancelled) at or before `archive_closed_before_ms`, in id order; drop idempotency
+    /// keys and UDP subscriptions that expired by command time. Only the cluster proposes
+    /// it. See [`crate::archive`].
+    Housekeeping {
+        archive_closed_before_ms: TimestampMs,
+        archive_max: u32,
+    },
 }
 
 impl Op {
@@ -188,6 +196,7 @@ impl Op {
             Op::PlaceBid { .. } => "place_bid",
             Op::BuyNow { .. } => "buy_now",
             Op::CloseAuction { .. } => "close_auction",
+            Op::Housekeeping { .. } => "housekeeping",
             Op::CancelAuction { .. } => "cancel_auction",
             Op::RegisterWorker { .. } => "register_worker",
             Op::RemoveWorker { .. } => "remove_worker",
@@ -270,6 +279,13 @@ pub enum Response {
     RoundsChanged {
         auction_id: AuctionId,
         events: Vec<AuctionEvent>,
+    },
+    /// What a `Housekeeping` did; `more` if auctions were left for the next one.
+    Housekept {
+        archived: u32,
+        more: bool,
+        idempotency_keys_dropped: u64,
+        subscriptions_dropped: u64,
     },
 }
 

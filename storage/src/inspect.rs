@@ -23,6 +23,11 @@ pub fn sled_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("sled")
 }
 
+/// Where a node keeps its archive of closed auctions.
+pub fn archive_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("archive")
+}
+
 pub fn snapshots_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("snapshots")
 }
@@ -291,6 +296,10 @@ pub struct SnapshotReport {
     pub state_hash: String,
     pub last_ts_ms: u64,
     pub counts: BookCounts,
+    /// Auctions archived up to this snapshot (the archive holds them, not the snapshot),
+    /// and the digest their records must have.
+    pub archived_auctions: u64,
+    pub archive_digest: String,
 }
 
 /// Reads, checks and summarises one snapshot file (read-only).
@@ -319,6 +328,8 @@ pub fn inspect_snapshot(path: &Path) -> Result<SnapshotReport> {
         state_hash: book.state_hash(),
         last_ts_ms: book.last_ts_ms(),
         counts: book.counts(),
+        archived_auctions: book.archive_ref().0,
+        archive_digest: hex::encode(book.archive_ref().1),
     })
 }
 

@@ -1,6 +1,7 @@
 //! gavel-storage: everything a Gavel node keeps.
 //!
 //! - [`types`], [`command`]: the domain and the Raft payloads ([`TypeConfig`]).
+//! - [`archive`]: closed auctions moved out of the book, in append-only files.
 //! - [`book`]: [`AuctionBook`], the in-memory state with a pure, deterministic `apply`.
 //! - [`codec`]: the framed record format `[len][crc32][bincode]` used for log records.
 //! - [`log_store`]: openraft's `RaftLogStorage` on sled.
@@ -9,6 +10,7 @@
 //! - [`fsutil`]: durable writes (temp file, fsync, rename, fsync of the directory).
 //! - [`inspect`]: read-only functions behind `gavel log` and `gavel snapshot`.
 
+pub mod archive;
 pub mod book;
 pub mod codec;
 pub mod command;

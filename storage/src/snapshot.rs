@@ -7,8 +7,9 @@
 //! ```text
 //! offset   size  field
 //! 0        8     magic        b"GAVELSNP"
-//! 8        2     version      u16, currently 3 (2: before auction formats, still read;
-//!                              1: before the compact idempotency table)
+//! 8        2     version      u16, currently 4 (3: before the archive, 2: before auction
+//!                              formats, both still read; 1: before the compact
+//!                              idempotency table)
 //! 10       4     meta_len     u32
 //! 14       M     meta         bincode `SnapshotMeta` (last log id, membership, snapshot id)
 //! 14+M     8     payload_len  u64
@@ -33,7 +34,7 @@ use crate::error::IoContext;
 use crate::{bincode_config, Error, Result, SnapshotMeta};
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"GAVELSNP";
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 3;
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 4;
 /// The oldest version this build still reads (a version-2 book has no auction formats).
 pub const SNAPSHOT_FORMAT_VERSION_MIN: u16 = 2;
 /// Largest snapshot payload (the encoded book) written or read; also the most decoding

@@ -7,6 +7,12 @@
 //! never awaits while holding it; readers (the API) take the read lock briefly.
 //! Snapshots are built from a clone of the book taken under the read lock, encoded and
 //! written outside it, so applying continues while a snapshot is written.
+//!
+//! Archived auctions ([`crate::archive`]) leave the book during `apply` and are appended
+//! to the archive files under the same write lock, so a reader that no longer finds an
+//! auction in the book finds it in the archive. The archive is synced before every
+//! snapshot (which no longer holds those auctions) is written, and cut back to the
+//! snapshot's record count at start (the log after it writes the rest again).
 
 use std::io::Cursor;
 use std::path::Path;
@@ -16,6 +22,7 @@ use futures_util::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 
+use crate::archive::Archive;
 use crate::snapshot::{decode_snapshot, encode_snapshot, SnapshotDir};
 use crate::AuctionEvent;
 use crate::{AuctionBook, Entry, Error, LogId, Response, Result, SnapshotMeta, StoredMembership, TypeConfig};
@@ -40,6 +47,7 @@ pub const APPLIED_EVENTS_CHANNEL_MAX: usize = 16_384;
 pub struct StateMachineStore {
     state: Arc<RwLock<Applied>>,
     snapshots: SnapshotDir,
+    archive: Archive,
     /// Set when a snapshot could not be written for lack of space.
     disk_full: Arc<std::sync::atomic::AtomicBool>,
     /// Every auction event, as it is applied on this node. A command answered from the
@@ -57,8 +65,11 @@ fn snapshot_err(e: Error) -> std::io::Error {
 
 impl StateMachineStore {
     /// Opens the snapshot directory and restores the newest valid snapshot, if any.
-    pub fn open(snapshot_dir: impl AsRef<Path>) -> Result<Self> {
+    /// Restores the newest valid snapshot from `snapshot_dir` and opens the archive in
+    /// `archive_dir`, cut back to what that snapshot says it holds.
+    pub fn open(snapshot_dir: impl AsRef<Path>, archive_dir: impl AsRef<Path>) -> Result<Self> {
         let snapshots = SnapshotDir::open(snapshot_dir)?;
+        let archive = Archive::open(archive_dir)?;
         let mut applied = Applied::default();
         if let Some((path, bytes, file)) = snapshots.load_newest_valid()? {
             applied.book = AuctionBook::decode(file.payload(&bytes)).map_err(|e| match e {
@@ -69,13 +80,21 @@ impl StateMachineStore {
             applied.last_membership = file.meta.last_membership.clone();
             tracing::info!(file = %path.display(), last_applied = ?applied.last_applied, "restored state from snapshot");
         }
+        let (records, digest) = applied.book.archive_ref();
+        archive.truncate_to(records, &digest)?;
         let (events, _) = tokio::sync::broadcast::channel(APPLIED_EVENTS_CHANNEL_MAX);
         Ok(StateMachineStore {
             state: Arc::new(RwLock::new(applied)),
             snapshots,
+            archive,
             disk_full: Arc::default(),
             events,
         })
+    }
+
+    /// The archive of closed auctions.
+    pub fn archive(&self) -> &Archive {
+        &self.archive
     }
 
     /// Read access to the applied state. Hold it briefly; never across an `.await`.
@@ -121,8 +140,10 @@ impl StateMachineStore {
         result
     }
 
-    /// Applies entries in order; the pure part of openraft's `apply`.
-    pub fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Vec<Response> {
+    /// Applies entries in order: the book's pure `apply`, then the archive records it
+    /// made are written. An archive write that fails stops the node (its error goes to
+    /// openraft): replicas must not differ in what they hold.
+    pub fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Response>> {
         let mut state = self.state.write().expect("state machine lock poisoned");
         let mut out = Vec::new();
         for entry in entries {
@@ -134,6 +155,11 @@ impl StateMachineStore {
                     Response::None
                 }
             };
+            let archived = state.book.take_archived();
+            if !archived.is_empty() {
+                let written = self.archive.append(&archived);
+                self.watch(written)?;
+            }
             state.last_applied = Some(entry.log_id);
             // No listener is not an error.
             response.for_each_event(&mut |event| {
@@ -147,7 +173,7 @@ impl StateMachineStore {
             });
             out.push(response);
         }
-        out
+        Ok(out)
     }
 
     /// Builds a snapshot file of the current state and returns its meta and bytes.
@@ -161,7 +187,11 @@ impl StateMachineStore {
             (state.book.clone(), meta)
         };
         let dir = self.snapshots.clone();
+        let archive = self.archive.clone();
         let result = tokio::task::spawn_blocking(move || {
+            // The snapshot no longer holds the auctions it archived: their records must be
+            // on disk before it is.
+            archive.sync()?;
             let bytes = encode_snapshot(&meta, &book.encode())?;
             let path = dir.write(&meta, &bytes)?;
             tracing::info!(file = %path.display(), bytes = bytes.len(), "snapshot written");
@@ -189,9 +219,15 @@ impl StateMachineStore {
             ));
         }
         let book = AuctionBook::decode(file.payload(&bytes))?;
+        // The archive records the snapshot refers to were fetched before it was handed to
+        // Raft (`gavel_raft::rpc`); anything after them is cut, and the rest checked.
+        let (records, digest) = book.archive_ref();
+        let archive = self.archive.clone();
         let dir = self.snapshots.clone();
         let write_meta = meta.clone();
         let written = tokio::task::spawn_blocking(move || {
+            archive.truncate_to(records, &digest)?;
+            archive.sync()?;
             dir.write(&write_meta, &bytes)?;
             dir.remove_newer_than(write_meta.last_log_id.map(|id| id.index).unwrap_or(0))
         })
@@ -249,7 +285,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             batch.push(item?);
         }
         let (entries, responders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let responses = self.apply_entries(entries);
+        let responses = self.apply_entries(entries).map_err(snapshot_err)?;
         for (responder, response) in responders.into_iter().zip(responses) {
             if let Some(responder) = responder {
                 responder.send(response);

@@ -11,7 +11,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = LogStore::open(dir.path().join("sled"), LogStoreOptions::default()).expect("open log store");
-        let sm = StateMachineStore::open(dir.path().join("snapshots")).expect("open state machine");
+        let sm = StateMachineStore::open(dir.path().join("snapshots"), dir.path().join("archive"))
+            .expect("open state machine");
         Ok((dir, log, sm))
     }
 }

@@ -90,7 +90,7 @@ fn open_stores(dir: &Path) -> (LogStore, StateMachineStore) {
             Ok(log) => {
                 return (
                     log,
-                    StateMachineStore::open(dir.join("snapshots")).expect("open state machine"),
+                    StateMachineStore::open(dir.join("snapshots"), dir.join("archive")).expect("open state machine"),
                 )
             }
             Err(e) if Instant::now() < deadline => {
@@ -251,7 +251,7 @@ async fn reopen_after_snapshot_and_purge_gives_identical_state() {
         .unwrap();
     let (meta, bytes) = node.sm.current().unwrap().expect("a snapshot exists");
     let other_dir = tempfile::tempdir().unwrap();
-    let other = StateMachineStore::open(other_dir.path()).unwrap();
+    let other = StateMachineStore::open(other_dir.path().join("snapshots"), other_dir.path().join("archive")).unwrap();
     other.install(&meta, bytes).await.unwrap();
     assert_eq!(other.state_hash(), node.sm.state_hash());
     assert_eq!(other.last_applied(), meta.last_log_id);

@@ -463,6 +463,18 @@ impl IdempotencyTable {
         );
     }
 
+    /// Drops every key past its 24 hours at `now`; returns how many went.
+    pub(crate) fn drop_expired_counting(&mut self, now: TimestampMs) -> u64 {
+        let before = self.len() as u64;
+        self.drop_expired(now);
+        before - self.len() as u64
+    }
+
+    /// Whether some key is past its 24 hours at `now`.
+    pub(crate) fn has_expired(&self, now: TimestampMs) -> bool {
+        self.fronts.first().is_some_and(|&(ts, _)| self.is_expired(ts, now))
+    }
+
     /// Drops every key past its 24 hours at `now` (no filter: they are simply over).
     fn drop_expired(&mut self, now: TimestampMs) {
         while let Some(&(ts, client)) = self.fronts.first() {

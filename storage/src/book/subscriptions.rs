@@ -122,7 +122,7 @@ impl AuctionBook {
         Ok(Response::Unsubscribed { auction_id: id, addr })
     }
 
-    fn remove_subscription(&mut self, id: AuctionId, addr: &str) {
+    pub(super) fn remove_subscription(&mut self, id: AuctionId, addr: &str) {
         let Some(subs) = self.subscriptions.get_mut(&id) else {
             return;
         };
