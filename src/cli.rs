@@ -161,8 +161,30 @@ pub enum SnapshotCommand {
     /// Show a snapshot's meta (term, index, membership), counts, state hash, checksums.
     /// Given a directory, shows the newest snapshot in it.
     Inspect(SnapshotArgs),
-    /// Check a snapshot file, or every snapshot file in a directory.
+    /// Check a snapshot file, or every snapshot file in a directory. A backup file is
+    /// checked whole: its snapshot, every archive record, its digest and checksum.
     Verify(SnapshotArgs),
+    /// Seed a new one-node cluster from a backup file (`GET /v1/admin/backup`) or a
+    /// snapshot file: writes DIR for node N at ADDR; start it, then join others to it.
+    Restore(SnapshotRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotRestoreArgs {
+    /// A backup file (or a snapshot file of a cluster with nothing archived).
+    pub file: PathBuf,
+    /// The new node's data directory; must not exist, or be empty.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The new node's id.
+    #[arg(long)]
+    pub id: u64,
+    /// The address the new node will listen on (host:port), as peers and clients reach it.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub advertise: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +243,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Log(LogCommand::Verify(args)) => tools::log_verify(&args),
         Command::Snapshot(SnapshotCommand::Inspect(args)) => tools::snapshot_inspect(&args),
         Command::Snapshot(SnapshotCommand::Verify(args)) => tools::snapshot_verify(&args),
+        Command::Snapshot(SnapshotCommand::Restore(args)) => tools::snapshot_restore(&args),
         Command::Archive(ArchiveCommand::Verify(args)) => tools::archive_verify(&args),
         Command::Archive(ArchiveCommand::Dump(args)) => tools::archive_dump(&args),
     };

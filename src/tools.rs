@@ -8,7 +8,7 @@ use anyhow::Result;
 use comfy_table::{presets, Table};
 use gavel_storage::inspect::{inspect_snapshot, scan_log, snapshot_files, LogReport, LogView, SnapshotReport};
 
-use crate::cli::{ArchiveArgs, ArchiveDumpArgs, LogArgs, LogDumpArgs, SnapshotArgs};
+use crate::cli::{ArchiveArgs, ArchiveDumpArgs, LogArgs, LogDumpArgs, SnapshotArgs, SnapshotRestoreArgs};
 use crate::terminal::{safe, safe_json, safe_json_line};
 
 pub const EXIT_CORRUPT: u8 = 1;
@@ -192,7 +192,7 @@ pub fn snapshot_verify(args: &SnapshotArgs) -> Result<ExitCode> {
     let mut errors = Vec::new();
     let mut results = Vec::new();
     for file in &files {
-        match inspect_snapshot(file) {
+        match gavel_storage::inspect::inspect_snapshot_or_backup(file, true) {
             Ok(r) => results.push(serde_json::json!({"file": r.file, "ok": true, "index": r.index, "term": r.term, "state_hash": r.state_hash})),
             Err(e) => {
                 results.push(serde_json::json!({"file": file.display().to_string(), "ok": false, "error": e.to_string()}));
@@ -328,4 +328,39 @@ pub fn archive_dump(args: &ArchiveDumpArgs) -> Result<ExitCode> {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => report_errors(&format!("archive in {}", archive.dir().display()), &[e.to_string()]),
     })
+}
+
+pub fn snapshot_restore(args: &SnapshotRestoreArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let restored = runtime.block_on(gavel_storage::restore::restore(
+        &args.file,
+        &args.data_dir,
+        args.id,
+        &args.advertise,
+    ))?;
+    if args.json {
+        println!("{}", safe_json(&serde_json::to_value(&restored)?));
+    } else {
+        println!(
+            "{}",
+            kv_table(vec![
+                ("data dir", restored.data_dir.display().to_string()),
+                ("node id", restored.node_id.to_string()),
+                ("address", restored.addr.clone()),
+                ("term", restored.term.to_string()),
+                ("index", restored.index.to_string()),
+                ("state hash", restored.state_hash.clone()),
+                ("archived auctions", restored.archived_auctions.to_string()),
+            ])
+        );
+        println!(
+            "Restored. Start it as a one-node cluster with\n  gavel serve --id {} --data-dir {} --listen {}\n\
+             (the same cluster secret as the nodes that will join it), then start the others with --join {}.",
+            restored.node_id,
+            restored.data_dir.display(),
+            restored.addr,
+            restored.addr
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

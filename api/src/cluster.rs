@@ -474,6 +474,114 @@ pub async fn download_snapshot(State(s): State<AppState>, req: RawRequest) -> Re
         .into_response())
 }
 
+/// Archive bytes a backup reads from disk at a time.
+const BACKUP_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Chunks of a backup waiting for a slow client.
+const BACKUP_QUEUE_CHUNKS: usize = 2;
+
+/// A consistent online backup: a snapshot of this node's state at a linearizable point,
+/// with the archive records it refers to, streamed as one file
+/// (`gavel_storage::backup`). `gavel snapshot restore FILE` seeds a new cluster from it.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/backup",
+    tag = "cluster",
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "The backup file (`GAVELBAK`, docs/operations.md, \"Backup and restore\"); \
+            headers give its log index, state hash and archived auctions", content_type = "application/octet-stream",
+         headers(
+             ("Gavel-Backup-Index" = u64, description = "The log index the backup holds everything up to"),
+             ("Gavel-Backup-State-Hash" = String, description = "The state hash at that index"),
+             ("Gavel-Backup-Archived" = u64, description = "Archived auctions it carries"),
+         )),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: an admin's token is needed", body = ErrorBody),
+        (status = 409, description = "`nothing_to_snapshot`", body = ErrorBody),
+    )
+)]
+pub async fn backup(State(s): State<AppState>, req: RawRequest) -> Result<Response, ApiError> {
+    require_admin(&s, &req)?;
+    // Everything acknowledged before this request is applied here first.
+    s.door.read_index().await?;
+    let (meta, book) = s.sm.backup_point();
+    let Some(last) = meta.last_log_id else {
+        return Err(ApiError::Conflict {
+            code: "nothing_to_snapshot",
+            message: "nothing has been applied yet".into(),
+        });
+    };
+    let (records, digest) = book.archive_ref();
+    let (snapshot, state_hash) = tokio::task::spawn_blocking(move || {
+        let bytes = gavel_storage::snapshot::encode_snapshot(&meta, &book.encode());
+        (bytes, book.state_hash())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let snapshot = snapshot.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(BACKUP_QUEUE_CHUNKS);
+    let archive = s.sm.archive().clone();
+    tokio::task::spawn_blocking(move || {
+        let mut crc = crc32fast::Hasher::new();
+        let head = gavel_storage::backup::encode_head(&snapshot, records);
+        crc.update(&head);
+        if tx.blocking_send(Ok(head)).is_err() {
+            return;
+        }
+        let mut next = 1u64;
+        while next <= records {
+            let frames = match archive.frames_between(next, records, BACKUP_CHUNK_BYTES) {
+                Ok(f) if !f.is_empty() => f,
+                Ok(_) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::other(format!("archive record {next} is missing"))));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+            };
+            next += count_frames(&frames);
+            crc.update(&frames);
+            if tx.blocking_send(Ok(frames)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.blocking_send(Ok(gavel_storage::backup::encode_trailer(&digest, crc)));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+    let name = format!("gavel-backup-{}-{}.bak", last.leader_id.term, last.index);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            (
+                header::HeaderName::from_static("gavel-backup-index"),
+                last.index.to_string(),
+            ),
+            (header::HeaderName::from_static("gavel-backup-state-hash"), state_hash),
+            (
+                header::HeaderName::from_static("gavel-backup-archived"),
+                records.to_string(),
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// How many framed archive records `frames` holds.
+fn count_frames(frames: &[u8]) -> u64 {
+    let mut at = 0usize;
+    let mut n = 0;
+    while at + gavel_storage::archive::FRAME_HEADER_LEN <= frames.len() {
+        let len = u32::from_le_bytes(frames[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at += gavel_storage::archive::FRAME_HEADER_LEN + len;
+        n += 1;
+    }
+    n
+}
+
 /// Prometheus text format.
 #[utoipa::path(
     get,

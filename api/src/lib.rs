@@ -57,6 +57,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cluster::add_node))
         .routes(routes!(cluster::remove_node))
         .routes(routes!(cluster::take_snapshot, cluster::download_snapshot))
+        .routes(routes!(cluster::backup))
         .routes(routes!(workers_api::list))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::create))

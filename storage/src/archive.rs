@@ -613,6 +613,11 @@ impl Archive {
     /// Framed records from number `from` on, whole records only, about `max_bytes` (at
     /// least one record if any): what a node catching up fetches.
     pub fn frames_from(&self, from: u64, max_bytes: usize) -> Result<Vec<u8>> {
+        self.frames_between(from, u64::MAX, max_bytes)
+    }
+
+    /// Like [`Archive::frames_from`], stopping after record `last`.
+    pub fn frames_between(&self, from: u64, last: u64, max_bytes: usize) -> Result<Vec<u8>> {
         let inner = self.read();
         let mut out = Vec::new();
         let Some(start) = inner.segments.iter().rposition(|s| s.first_seq <= from) else {
@@ -620,7 +625,10 @@ impl Archive {
         };
         for seg in &inner.segments[start..] {
             let skip = from.saturating_sub(seg.first_seq) as usize;
-            for (_, offset, len) in seg.entries.iter().skip(skip) {
+            for (i, (_, offset, len)) in seg.entries.iter().enumerate().skip(skip) {
+                if seg.first_seq + i as u64 > last {
+                    return Ok(out);
+                }
                 let frame_len = FRAME_HEADER_LEN + *len as usize;
                 if !out.is_empty() && out.len() + frame_len > max_bytes {
                     return Ok(out);

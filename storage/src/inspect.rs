@@ -302,9 +302,30 @@ pub struct SnapshotReport {
     pub archive_digest: String,
 }
 
-/// Reads, checks and summarises one snapshot file (read-only).
+/// Reads, checks and summarises one snapshot file, or a backup file (its snapshot; with
+/// `verify`, every archive record in it too). Read-only.
 pub fn inspect_snapshot(path: &Path) -> Result<SnapshotReport> {
-    let (bytes, file): (Vec<u8>, SnapshotFile) = read_snapshot_file(path)?;
+    inspect_snapshot_or_backup(path, false)
+}
+
+pub fn inspect_snapshot_or_backup(path: &Path, verify: bool) -> Result<SnapshotReport> {
+    let mut prefix = [0u8; 8];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let _ = f.read(&mut prefix).map_err(|e| Error::io(path, e))?;
+    }
+    let (bytes, file): (Vec<u8>, SnapshotFile) = if crate::backup::is_backup(&prefix) {
+        let input = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
+        let reader = crate::backup::BackupReader::open(input)?;
+        let out = (reader.snapshot.clone(), reader.file.clone());
+        if verify {
+            reader.finish()?;
+        }
+        out
+    } else {
+        read_snapshot_file(path)?
+    };
     let book = AuctionBook::decode(file.payload(&bytes)).map_err(|e| match e {
         Error::Corrupt { reason, .. } => Error::corrupt(format!("snapshot {}", path.display()), reason),
         other => other,

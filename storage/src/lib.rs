@@ -11,6 +11,7 @@
 //! - [`inspect`]: read-only functions behind `gavel log` and `gavel snapshot`.
 
 pub mod archive;
+pub mod backup;
 pub mod book;
 pub mod codec;
 pub mod command;
@@ -19,6 +20,7 @@ pub mod fsutil;
 pub mod inspect;
 pub mod log_store;
 pub mod metrics;
+pub mod restore;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

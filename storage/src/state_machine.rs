@@ -92,6 +92,17 @@ impl StateMachineStore {
         })
     }
 
+    /// A consistent point to back up: the meta and a copy of the book as applied now
+    /// (the archive holds every record the book counts).
+    pub fn backup_point(&self) -> (SnapshotMeta, AuctionBook) {
+        let state = self.read();
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.last_membership.clone(),
+        };
+        (meta, state.book.clone())
+    }
+
     /// The archive of closed auctions.
     pub fn archive(&self) -> &Archive {
         &self.archive

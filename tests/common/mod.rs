@@ -228,6 +228,18 @@ impl TestCluster {
 
     /// Writes the config and spawns node `id`; `join` names a node to join.
     pub fn add_node(&mut self, id: u64, join: Option<u64>, secret: &str) -> &mut TestNode {
+        self.add_node_with(id, join, secret, |_| {})
+    }
+
+    /// Like [`TestCluster::add_node`], running `prepare` with the node (its address and
+    /// data dir chosen, its config written) before it is spawned.
+    pub fn add_node_with(
+        &mut self,
+        id: u64,
+        join: Option<u64>,
+        secret: &str,
+        prepare: impl FnOnce(&TestNode),
+    ) -> &mut TestNode {
         let listen = format!("127.0.0.1:{}", free_port());
         // Behind a proxy, the node advertises the proxy and dials out from its own source
         // address so the proxy can tell links apart.
@@ -274,9 +286,17 @@ impl TestCluster {
             scheme: self.scheme,
             child: None,
         };
+        prepare(&node);
         spawn(&mut node);
         self.nodes.insert(id, node);
         self.nodes.get_mut(&id).unwrap()
+    }
+
+    /// Uses the account tokens `other` made (a cluster restored from `other`'s backup
+    /// holds the same accounts).
+    pub fn adopt_tokens(&self, other: &TestCluster) {
+        let theirs = other.tokens.lock().unwrap().clone();
+        self.tokens.lock().unwrap().extend(theirs);
     }
 
     /// Starts a stopped node again with the same config and data dir.
