@@ -15,7 +15,8 @@
 //!
 //! Run: `cargo bench --bench archive` (200 000 auctions, 2 000 000 bids: about 10 minutes
 //! on 2 cores) or `cargo bench --bench archive -- --quick` (2 000 auctions, 20 000 bids).
-//! `--auctions N` overrides the count.
+//! `--auctions N` overrides the count; `--hold SECS` pauses before the restart to look at
+//! the loaded node (its pid is printed).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -176,6 +177,16 @@ async fn main() {
     let snapshot_mb = newest_snapshot_mb(&c);
     let (rss_mb, peak_mb) = memory_mb(c.node(1).pid().unwrap());
     let archive_mb = c.metric(1, "gavel_archive_bytes").await as f64 / 1_048_576.0;
+    // `--hold SECS`: time to look at the loaded node (pid printed) before it restarts.
+    if let Some(secs) = args
+        .iter()
+        .position(|a| a == "--hold")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        println!("holding {secs} s; node pid {}", c.node(1).pid().unwrap());
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
 
     let applied = c.cluster(1).await["applied_index"].as_u64().unwrap();
     c.nodes.get_mut(&1).unwrap().kill();

@@ -56,6 +56,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// fsync sled's data file after each flush (power-loss durability). Leave on.
     pub fsync: bool,
+    /// sled's page cache for the log, in MiB (it counts in the node's memory).
+    pub log_cache_mb: u64,
     pub raft: RaftTimings,
     /// Bounds on client connections.
     pub http: HttpLimits,
@@ -188,6 +190,7 @@ impl std::fmt::Debug for Config {
             .field("join", &self.join)
             .field("max_auctions", &self.max_auctions)
             .field("worker_grace_ms", &self.worker_grace_ms)
+            .field("log_cache_mb", &self.log_cache_mb)
             .field("archive_after_secs", &self.archive_after_secs)
             .field("udp_broadcast", &self.udp_broadcast)
             .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<set>"))
@@ -217,6 +220,7 @@ impl Default for Config {
             join: None,
             max_auctions: 10_000,
             worker_grace_ms: 1_000,
+            log_cache_mb: gavel_storage::log_store::LOG_CACHE_BYTES_DEFAULT / (1024 * 1024),
             archive_after_secs: 24 * 3600,
             udp_broadcast: None,
             cluster_secret: None,
@@ -326,6 +330,9 @@ impl Config {
             if secret.len() < CLUSTER_SECRET_MIN_BYTES {
                 bail!("cluster_secret must be at least {CLUSTER_SECRET_MIN_BYTES} bytes");
             }
+        }
+        if self.log_cache_mb == 0 {
+            bail!("log_cache_mb must be at least 1");
         }
         if self.archive_after_secs == 0 {
             bail!("archive_after_secs must be at least 1");

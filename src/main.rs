@@ -14,6 +14,11 @@ mod watch;
 
 use clap::Parser;
 
+/// jemalloc, which gives memory freed after a busy moment back to the system (see the
+/// workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     cli::run(cli)

@@ -236,6 +236,7 @@ fn open_log(config: &Config) -> Result<LogStore> {
         sled_dir(&config.data_dir),
         LogStoreOptions {
             fsync: config.fsync,
+            cache_capacity_bytes: config.log_cache_mb * 1024 * 1024,
             ..Default::default()
         },
     )

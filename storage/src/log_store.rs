@@ -75,12 +75,17 @@ pub const SEGMENT_SIZE_BYTES: usize = 16 * 1024 * 1024;
 /// smaller (group-commit entries stop at 64 KiB of commands).
 pub const ENTRY_BYTES_MAX: usize = 128 * 1024;
 
+/// sled's page cache: the log is written, read back only for replication of recent
+/// entries and purged behind snapshots, so a small cache serves it; sled fills whatever
+/// it is given, and it counts in the node's memory.
+pub const LOG_CACHE_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct LogStoreOptions {
     /// `fsync` sled's data file after each flush, so acknowledged writes survive power
     /// loss and not only a process crash. On by default.
     pub fsync: bool,
-    /// sled page cache size in bytes.
+    /// sled page cache size in bytes ([`LOG_CACHE_BYTES_DEFAULT`]).
     pub cache_capacity_bytes: u64,
     /// sled's segment size for a new log; tests lower it to provoke blob files.
     #[doc(hidden)]
@@ -91,7 +96,7 @@ impl Default for LogStoreOptions {
     fn default() -> Self {
         LogStoreOptions {
             fsync: true,
-            cache_capacity_bytes: 64 * 1024 * 1024,
+            cache_capacity_bytes: LOG_CACHE_BYTES_DEFAULT,
             segment_size_bytes: SEGMENT_SIZE_BYTES,
         }
     }
