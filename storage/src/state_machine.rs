@@ -67,6 +67,7 @@ impl StateMachineStore {
             })?;
             applied.last_applied = file.meta.last_log_id;
             applied.last_membership = file.meta.last_membership.clone();
+            crate::metrics::SNAPSHOT_SIZE_BYTES.set(i64::try_from(bytes.len()).unwrap_or(i64::MAX));
             tracing::info!(file = %path.display(), last_applied = ?applied.last_applied, "restored state from snapshot");
         }
         let (events, _) = tokio::sync::broadcast::channel(APPLIED_EVENTS_CHANNEL_MAX);
@@ -122,7 +123,10 @@ impl StateMachineStore {
     }
 
     /// Applies entries in order; the pure part of openraft's `apply`.
+    /// Timed per call (one batch) in `gavel_raft_apply_duration_seconds`, lock wait
+    /// included.
     pub fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Vec<Response> {
+        let timer = crate::metrics::APPLY_SECONDS.start_timer();
         let mut state = self.state.write().expect("state machine lock poisoned");
         let mut out = Vec::new();
         for entry in entries {
@@ -147,11 +151,16 @@ impl StateMachineStore {
             });
             out.push(response);
         }
+        drop(state);
+        timer.observe_duration();
+        crate::metrics::APPLY_BATCH_ENTRIES.observe(out.len() as f64);
         out
     }
 
     /// Builds a snapshot file of the current state and returns its meta and bytes.
+    /// Timed in `gavel_snapshot_build_duration_seconds` (successful builds only).
     pub async fn build(&self) -> Result<(SnapshotMeta, Vec<u8>)> {
+        let started = std::time::Instant::now();
         let (book, meta) = {
             let state = self.read();
             let meta = SnapshotMeta {
@@ -170,6 +179,10 @@ impl StateMachineStore {
         .await
         .map_err(|e| Error::io(self.snapshots.path(), std::io::Error::other(e)))
         .and_then(|r| r);
+        if let Ok((_, bytes)) = &result {
+            crate::metrics::SNAPSHOT_BUILD_SECONDS.observe(started.elapsed().as_secs_f64());
+            crate::metrics::SNAPSHOT_SIZE_BYTES.set(i64::try_from(bytes.len()).unwrap_or(i64::MAX));
+        }
         self.watch(result)
     }
 
@@ -189,6 +202,7 @@ impl StateMachineStore {
             ));
         }
         let book = AuctionBook::decode(file.payload(&bytes))?;
+        let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
         let dir = self.snapshots.clone();
         let write_meta = meta.clone();
         let written = tokio::task::spawn_blocking(move || {
@@ -199,6 +213,7 @@ impl StateMachineStore {
         .map_err(|e| Error::io(self.snapshots.path(), std::io::Error::other(e)))
         .and_then(|r| r);
         self.watch(written)?;
+        crate::metrics::SNAPSHOT_SIZE_BYTES.set(size);
         let mut state = self.state.write().expect("state machine lock poisoned");
         *state = Applied {
             book,
