@@ -17,10 +17,17 @@ const BIDS: u64 = 20;
 /// Requests sent at most to provoke a rate-limit refusal.
 const LIMIT_PROBES_MAX: u64 = 200;
 
-/// One scrape: `(series name, labels, value)` per sample line.
+/// One sample line of a scrape.
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+/// One scrape: its text and its samples.
 struct Scrape {
     text: String,
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    samples: Vec<Sample>,
 }
 
 impl Scrape {
@@ -44,7 +51,7 @@ impl Scrape {
                 }
                 None => (series.to_string(), Vec::new()),
             };
-            samples.push((name, labels, value));
+            samples.push(Sample { name, labels, value });
         }
         Scrape { text, samples }
     }
@@ -53,13 +60,13 @@ impl Scrape {
     fn find(&self, name: &str, want: &[(&str, &str)]) -> Vec<f64> {
         self.samples
             .iter()
-            .filter(|(n, labels, _)| {
-                n == name
+            .filter(|s| {
+                s.name == name
                     && want
                         .iter()
-                        .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+                        .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
             })
-            .map(|(_, _, v)| *v)
+            .map(|s| s.value)
             .collect()
     }
 
