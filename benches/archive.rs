@@ -7,7 +7,8 @@
 //! and go on to the next, until `auctions` auctions and `auctions × 10` bids are
 //! acknowledged. Then, once every auction is archived:
 //!
-//! - RSS of the node (`VmRSS`, and the peak `VmHWM`), target ≤ 150 MB;
+//! - RSS of the node (`VmRSS`) once it has been idle 15 s, target ≤ 150 MB; also as
+//!   the last auction was archived, and the peak (`VmHWM`) during the load;
 //! - the newest snapshot's size after `POST /v1/admin/snapshot`, target ≤ 20 MB;
 //! - restart to ready after `kill -9`, target ≤ 1 s;
 //! - p99 of `GET /v1/auctions/{id}` on archived auctions (2 000 random ones, one client),
@@ -31,6 +32,8 @@ use serde_json::{json, Value};
 const BIDS_PER_AUCTION: u64 = 10;
 const CLIENTS: u64 = 64;
 const READS: usize = 2_000;
+/// Idle time before the memory is read, after the last auction is archived.
+const SETTLE_SECS: u64 = 15;
 const RSS_TARGET_MB: f64 = 150.0;
 const SNAPSHOT_TARGET_MB: f64 = 20.0;
 const RESTART_TARGET_MS: f64 = 1_000.0;
@@ -175,7 +178,11 @@ async fn main() {
     let resp = c.admin(reqwest::Method::POST, 1, "/v1/admin/snapshot").await;
     assert_eq!(resp.status(), 200);
     let snapshot_mb = newest_snapshot_mb(&c);
-    let (rss_mb, peak_mb) = memory_mb(c.node(1).pid().unwrap());
+    let (rss_at_once_mb, peak_mb) = memory_mb(c.node(1).pid().unwrap());
+    // The allocator hands pages freed by the load back within seconds: the node's
+    // memory once it holds just its state.
+    tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
+    let (rss_mb, _) = memory_mb(c.node(1).pid().unwrap());
     let archive_mb = c.metric(1, "gavel_archive_bytes").await as f64 / 1_048_576.0;
     // `--hold SECS`: time to look at the loaded node (pid printed) before it restarts.
     if let Some(secs) = args
@@ -218,8 +225,11 @@ async fn main() {
     println!("\n| measure | value | target | |");
     println!("|---|---|---|---|");
     println!(
-        "| RSS after load, archived | {rss_mb:.0} MB (peak {peak_mb:.0} MB) | ≤ {RSS_TARGET_MB:.0} MB | {} |",
+        "| RSS after load, archived, {SETTLE_SECS} s idle | {rss_mb:.0} MB | ≤ {RSS_TARGET_MB:.0} MB | {} |",
         verdict(rss_mb <= RSS_TARGET_MB)
+    );
+    println!(
+        "| RSS as the last auction was archived | {rss_at_once_mb:.0} MB (peak during the load {peak_mb:.0} MB) | | |"
     );
     println!("| RSS after restart | {rss_after_restart_mb:.0} MB | | |");
     println!(
@@ -239,7 +249,7 @@ async fn main() {
         "{}",
         json!({
             "bench": "archive", "auctions": auctions, "bids": bids,
-            "rss_mb": rss_mb, "peak_rss_mb": peak_mb, "rss_after_restart_mb": rss_after_restart_mb,
+            "rss_mb": rss_mb, "rss_at_once_mb": rss_at_once_mb, "peak_rss_mb": peak_mb, "rss_after_restart_mb": rss_after_restart_mb,
             "snapshot_mb": snapshot_mb, "archive_mb": archive_mb, "restart_ms": restart_ms,
             "read_p50_ms": p50_ms, "read_p99_ms": p99_ms,
         })

@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod keys;
 mod node;
+mod systemd;
 mod terminal;
 mod tools;
 mod watch;

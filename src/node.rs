@@ -7,9 +7,10 @@
 //! - not empty: resume; membership comes from the log, `--join` is ignored, and nothing
 //!   is ever re-bootstrapped.
 //!
-//! SIGTERM/SIGINT: a leader first hands its leadership to the most up-to-date voter
-//! (so writes go on without an election timeout), then the node stops accepting
-//! connections, finishes in-flight requests, stops Raft, flushes the log, exits 0.
+//! SIGTERM/SIGINT: the node tells systemd it is stopping (`crate::systemd`), a leader
+//! first hands its leadership to the most up-to-date voter (so writes go on without an
+//! election timeout), then the node stops accepting connections, finishes in-flight
+//! requests, stops Raft, flushes the log, exits 0.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -395,6 +396,8 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     let membership = tokio::spawn(gavel_api::membership::run_membership_watch(state.clone(), stop.clone()));
     tokio::spawn(gavel_api::limits::run_forgetting(state.limits.clone(), stop.clone()));
     tokio::spawn(gavel_api::metrics::run_sampler(state.clone(), stop.clone()));
+    tokio::spawn(gavel_raft::metrics::run_leader_watch(raft.clone(), stop.clone()));
+    tokio::spawn(crate::systemd::run(state.clone(), stop.clone()));
     let limits = config.http.to_server_limits();
     let connections = state.connections.clone();
     let app = gavel_api::router(state);
@@ -425,6 +428,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     }
 
     let _ = stop.wait_for(|s| *s).await;
+    crate::systemd::stopping();
     let timings = &config.raft;
     gavel_raft::cluster::hand_off_leadership(&raft, Duration::from_millis(timings.election_timeout_max_ms)).await;
     let _ = drain.send(true);

@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,27 +17,6 @@ use serde_json::json;
 const DISK_MB: u64 = 192;
 const LOAD_REQUESTS_MAX: u64 = 300_000;
 const LOAD_SECS_MAX: u64 = 120;
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(at: &Path) -> Option<Mount> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={DISK_MB}m"), "tmpfs"])
-            .arg(at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Mount(at.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 fn available(path: &Path) -> u64 {
     gavel_storage::fsutil::available_bytes(path).unwrap()
@@ -58,7 +36,7 @@ async fn fill_the_disk(config: &str, left_free_mb: u64) {
     let left_free_bytes = left_free_mb * 1024 * 1024;
     let mut c = TestCluster::new(config);
     let data = c.dir.path().join("node1");
-    let Some(mount) = Mount::new(&data) else {
+    let Some(mount) = Tmpfs::mount(&data, DISK_MB) else {
         eprintln!("SKIPPED: mounting a tmpfs needs root");
         return;
     };

@@ -26,6 +26,8 @@ use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
 
+/// How long readiness waits for the Raft core to say what is committed.
+pub const CORE_ANSWER_MS: u64 = 1_000;
 /// How long `POST /v1/admin/snapshot` waits for the snapshot to be written.
 pub const SNAPSHOT_WAIT_MS: u64 = 30_000;
 
@@ -82,11 +84,6 @@ pub async fn health(State(s): State<AppState>) -> Response {
     }
 }
 
-/// Ready when a live leader is known and everything this node knows to be committed is
-/// applied. openraft restores `current_leader` (even this node's own leadership)
-/// from the stored vote at start, before any peer has answered, so "live" is checked:
-/// a leader must have heard from a quorum, a follower from the leader, within an
-/// election timeout.
 /// On the leader: milliseconds since a quorum last acknowledged it.
 fn quorum_ack_ms(m: &openraft::RaftMetrics<gavel_storage::TypeConfig>) -> Option<u64> {
     use openraft::Instant as _;
@@ -116,35 +113,52 @@ pub struct Ready {
     )
 )]
 pub async fn ready(State(s): State<AppState>) -> Response {
-    let m = s.raft.metrics().borrow_watched().clone();
-    let committed = cluster::committed(&s.raft).await.map(|c| c.index);
-    let applied = m.last_applied.map(|a| a.index);
-    let recent = |ms: Option<u64>| ms.is_some_and(|ms| ms <= s.raft.config().election_timeout_max);
-    // A leader alone in its cluster is its own quorum: nothing acknowledges it while it
-    // is idle, and nothing needs to.
-    let alone = m.membership_config.membership().voter_ids().eq([m.id]);
-    let leader_alive = match m.state {
-        ServerState::Leader => alone || recent(quorum_ack_ms(&m)),
-        _ => recent(s.door.contact.elapsed_ms()),
-    };
-    let has_leader = m.current_leader.is_some() && leader_alive && m.running_state.is_ok();
-    let caught_up = applied >= committed;
-    let member = !s.is_removed();
-    let ready = has_leader && caught_up && member;
-    let body = Ready {
-        ready,
-        member,
-        leader: m.current_leader,
-        quorum_ack_ms: quorum_ack_ms(&m),
-        applied_index: applied,
-        commit_index: committed,
-    };
-    let status = if ready {
+    let body = readiness(&s).await;
+    let status = if body.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Whether this node is ready, and why (what `GET /ready`, the `gavel_ready` gauge and
+/// the systemd readiness notification all use): a live leader is known, everything this
+/// node knows to be committed is applied, and it is a member.
+pub async fn readiness(s: &AppState) -> Ready {
+    let m = s.raft.metrics().borrow_watched().clone();
+    // A core that does not answer in time is not ready (and does not hang the caller).
+    let answer = tokio::time::timeout(Duration::from_millis(CORE_ANSWER_MS), cluster::committed(&s.raft)).await;
+    let answered = answer.is_ok();
+    let committed = answer.ok().flatten().map(|c| c.index);
+    let applied = m.last_applied.map(|a| a.index);
+    let has_leader = has_live_leader(s, &m);
+    let caught_up = applied >= committed;
+    let member = !s.is_removed();
+    Ready {
+        ready: answered && has_leader && caught_up && member,
+        member,
+        leader: m.current_leader,
+        quorum_ack_ms: quorum_ack_ms(&m),
+        applied_index: applied,
+        commit_index: committed,
+    }
+}
+
+/// Whether a live leader is known and the Raft core runs. openraft restores
+/// `current_leader` (even this node's own leadership) from the stored vote at start,
+/// before any peer has answered, so "live" is checked: a leader must have heard from a
+/// quorum, a follower from the leader, within an election timeout.
+pub fn has_live_leader(s: &AppState, m: &openraft::RaftMetrics<gavel_storage::TypeConfig>) -> bool {
+    let recent = |ms: Option<u64>| ms.is_some_and(|ms| ms <= s.raft.config().election_timeout_max);
+    // A leader alone in its cluster is its own quorum: nothing acknowledges it while it
+    // is idle, and nothing needs to.
+    let alone = m.membership_config.membership().voter_ids().eq([m.id]);
+    let leader_alive = match m.state {
+        ServerState::Leader => alone || recent(quorum_ack_ms(m)),
+        _ => recent(s.door.contact.elapsed_ms()),
+    };
+    m.current_leader.is_some() && leader_alive && m.running_state.is_ok()
 }
 
 fn role(state: ServerState) -> &'static str {
@@ -746,6 +760,18 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     }
     let hosted = s.sm.read().book.hosted_by(s.node_id).len() as u64;
     let _ = writeln!(out, "# HELP gavel_worker_hosted_auctions Auctions this node hosts.\n# TYPE gavel_worker_hosted_auctions gauge\ngavel_worker_hosted_auctions {hosted}");
+    let readiness = readiness(&s).await;
+    let _ = writeln!(
+        out,
+        "# HELP gavel_ready 1 when GET /ready answers 200 (a live leader, caught up, a member).\n# TYPE gavel_ready gauge\ngavel_ready {}",
+        u64::from(readiness.ready)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gavel_raft_has_leader 1 when this node knows a live leader (as GET /ready checks it).\n# TYPE gavel_raft_has_leader gauge\ngavel_raft_has_leader {}",
+        u64::from(has_live_leader(&s, &m))
+    );
+    crate::metrics::refresh(&s);
     out.push_str(&crate::metrics::registry_text());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -60,7 +60,15 @@ impl RateLimits {
         })
     }
 
-    fn refusal(&self, what: &str, not_before: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> ApiError {
+    /// The 429 for a request refused by the `kind` bucket (counted in
+    /// `gavel_rate_limited_total`).
+    fn refusal(
+        &self,
+        kind: &'static str,
+        what: &str,
+        not_before: governor::NotUntil<<DefaultClock as Clock>::Instant>,
+    ) -> ApiError {
+        crate::metrics::RATE_LIMITED.with_label_values(&[kind]).inc();
         let wait = not_before.wait_time_from(self.clock.now());
         ApiError::RateLimited {
             message: format!("{what} sends requests faster than this node allows; slow down"),
@@ -73,7 +81,7 @@ impl RateLimits {
         match &self.addresses {
             Some(limiter) => limiter
                 .check_key(&addr)
-                .map_err(|not_before| self.refusal("this address", not_before)),
+                .map_err(|not_before| self.refusal(crate::metrics::LIMIT_ADDRESS, "this address", not_before)),
             None => Ok(()),
         }
     }
@@ -83,7 +91,7 @@ impl RateLimits {
         match &self.accounts {
             Some(limiter) => limiter
                 .check_key(&account.to_string())
-                .map_err(|not_before| self.refusal("this account", not_before)),
+                .map_err(|not_before| self.refusal(crate::metrics::LIMIT_ACCOUNT, "this account", not_before)),
             None => Ok(()),
         }
     }

@@ -12,6 +12,12 @@
 //!   serves them (the web page's operator charts); Prometheus scrapes `/metrics` for the
 //!   long run.
 //!
+//! - Live updates and limits: [`LIVE_STREAMS`] (SSE streams and WebSockets open now),
+//!   [`WS_DROPPED`] (WebSockets the node closed: a full send queue, a silent client),
+//!   [`RATE_LIMITED`] (429 refusals by bucket kind), and the UDP sender's queue
+//!   ([`UDP_QUEUE`], read at scrape time by [`refresh`] with the gauges of the other
+//!   crates).
+//!
 //! The p99 of an interval is read off the histogram's bucket counts at its start and end:
 //! the upper bound of the bucket holding the 99th percentile, as Prometheus'
 //! `histogram_quantile` would interpolate it.
@@ -25,7 +31,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prometheus::core::Collector;
-use prometheus::{register_histogram_vec, HistogramVec};
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, HistogramVec,
+    IntCounterVec, IntGauge, IntGaugeVec,
+};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -52,6 +61,100 @@ pub static HTTP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+/// Label values of [`LIVE_STREAMS`].
+pub const TRANSPORT_SSE: &str = "sse";
+pub const TRANSPORT_WEBSOCKET: &str = "websocket";
+/// Label values of [`WS_DROPPED`].
+pub const WS_DROPPED_SEND_QUEUE_FULL: &str = "send_queue_full";
+pub const WS_DROPPED_IDLE: &str = "idle";
+/// Label values of [`RATE_LIMITED`].
+pub const LIMIT_ADDRESS: &str = "address";
+pub const LIMIT_ACCOUNT: &str = "account";
+
+pub static LIVE_STREAMS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    let g = register_int_gauge_vec!(
+        "gavel_live_streams",
+        "Live-update streams open on this node: SSE streams and WebSockets.",
+        &["transport"]
+    )
+    .expect("metric registers once");
+    for t in [TRANSPORT_SSE, TRANSPORT_WEBSOCKET] {
+        g.with_label_values(&[t]);
+    }
+    g
+});
+
+pub static WS_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = register_int_counter_vec!(
+        "gavel_websocket_dropped_total",
+        "WebSockets the node closed: the client read too slowly and its send queue filled, or it went silent.",
+        &["reason"]
+    )
+    .expect("metric registers once");
+    for r in [WS_DROPPED_SEND_QUEUE_FULL, WS_DROPPED_IDLE] {
+        c.with_label_values(&[r]);
+    }
+    c
+});
+
+pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = register_int_counter_vec!(
+        "gavel_rate_limited_total",
+        "Requests refused with 429 rate_limited, by the bucket that refused them: per source address or per account.",
+        &["kind"]
+    )
+    .expect("metric registers once");
+    for k in [LIMIT_ADDRESS, LIMIT_ACCOUNT] {
+        c.with_label_values(&[k]);
+    }
+    c
+});
+
+pub static UDP_QUEUE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "gavel_udp_send_queue_pushes",
+        "Pushes (one datagram for its subscribers) waiting for the UDP sender (bounded by PUSH_QUEUE_MAX, 4096)."
+    )
+    .expect("metric registers once")
+});
+
+/// Counts one open live stream in [`LIVE_STREAMS`] until dropped.
+pub struct OpenStream(&'static str);
+
+impl OpenStream {
+    pub fn new(transport: &'static str) -> Self {
+        LIVE_STREAMS.with_label_values(&[transport]).inc();
+        OpenStream(transport)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        LIVE_STREAMS.with_label_values(&[self.0]).dec();
+    }
+}
+
+/// Registers every metric of every crate, so that each is scraped (at zero) before its
+/// first observation.
+pub fn register() {
+    gavel_storage::metrics::register();
+    gavel_raft::metrics::register();
+    LazyLock::force(&HTTP_SECONDS);
+    LazyLock::force(&LIVE_STREAMS);
+    LazyLock::force(&WS_DROPPED);
+    LazyLock::force(&RATE_LIMITED);
+    LazyLock::force(&UDP_QUEUE);
+}
+
+/// Sets the gauges read at scrape time: queues, replication lag, the data dir's disk.
+pub fn refresh(s: &AppState) {
+    register();
+    UDP_QUEUE.set(i64::try_from(s.udp.queued()).unwrap_or(i64::MAX));
+    gavel_raft::metrics::refresh(&s.door);
+    let dir = s.data_dir.as_deref().unwrap_or_else(|| s.log.dir());
+    gavel_storage::metrics::refresh_disk(dir);
+}
 
 /// Middleware: times every request by its route pattern. A WebSocket or SSE stream is
 /// timed until its response starts, not for its whole life.
@@ -244,6 +347,7 @@ pub async fn history(State(s): State<AppState>) -> Response {
 /// The default registry (every crate's histograms and counters) in Prometheus text.
 pub fn registry_text() -> String {
     use prometheus::Encoder;
+    register();
     let mut out = Vec::new();
     let encoder = prometheus::TextEncoder::new();
     if let Err(e) = encoder.encode(&prometheus::gather(), &mut out) {

@@ -263,14 +263,16 @@ pub async fn events(
     };
     let after = from_header.or(params.after).unwrap_or(0);
     let feed = Feed::start(s, id, after)?;
-    let stream = stream::unfold(feed, |mut feed| async move {
+    // The stream holds the count of open SSE streams until it ends or the client goes.
+    let open = crate::metrics::OpenStream::new(crate::metrics::TRANSPORT_SSE);
+    let stream = stream::unfold((feed, open), |(mut feed, open)| async move {
         let event = feed.next().await?;
         let sse = Event::default()
             .id(event.seq.to_string())
             .event(kind_name(EventFrame::from_event(&event, 0).kind))
             .json_data(event_json(&event))
             .expect("event JSON serialises");
-        Some((Ok::<_, Infallible>(sse), feed))
+        Some((Ok::<_, Infallible>(sse), (feed, open)))
     });
     Ok(sse_response(stream))
 }

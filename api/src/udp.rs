@@ -399,6 +399,11 @@ pub struct UdpSender {
 }
 
 impl UdpSender {
+    /// Pushes waiting for the sender task now.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Queues a push; never waits. A full queue drops it (counted).
     pub fn push(&self, push: Push) {
         if self.queue.try_send(push).is_err() {

@@ -121,6 +121,8 @@ async fn session(
     mut feed: Feed,
     socket: WebSocket,
 ) {
+    let _open = crate::metrics::OpenStream::new(crate::metrics::TRANSPORT_WEBSOCKET);
+    let dropped = |reason: &str| crate::metrics::WS_DROPPED.with_label_values(&[reason]).inc();
     let (mut sink, mut incoming) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(WS_SEND_QUEUE_MAX);
     let writer = tokio::spawn(async move {
@@ -148,6 +150,7 @@ async fn session(
                 v["type"] = json!("event");
                 if tx.try_send(Message::Text(v.to_string().into())).is_err() {
                     tracing::debug!(auction_id = id, seq = event.seq, "WebSocket client fell behind; closing it");
+                    dropped(crate::metrics::WS_DROPPED_SEND_QUEUE_FULL);
                     writer.abort();
                     let _ = writer.await;
                     return;
@@ -187,6 +190,7 @@ async fn session(
                             Err(e) => error_message(&format!("invalid JSON: {e}")),
                         };
                         if tx.try_send(answer).is_err() {
+                            dropped(crate::metrics::WS_DROPPED_SEND_QUEUE_FULL);
                             break;
                         }
                     }
@@ -198,9 +202,11 @@ async fn session(
             _ = ping.tick() => {
                 if heard.elapsed() > Duration::from_secs(WS_IDLE_TIMEOUT_SECS) {
                     tracing::debug!(auction_id = id, "WebSocket client silent; closing it");
+                    dropped(crate::metrics::WS_DROPPED_IDLE);
                     break;
                 }
                 if tx.try_send(Message::Ping(Bytes::new())).is_err() {
+                    dropped(crate::metrics::WS_DROPPED_SEND_QUEUE_FULL);
                     writer.abort();
                     let _ = writer.await;
                     return;

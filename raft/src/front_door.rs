@@ -149,6 +149,11 @@ impl FrontDoor {
         }))
     }
 
+    /// Commands waiting in the group commit's queue (`gavel_proposer_queue_commands`).
+    pub fn proposer_queued(&self) -> usize {
+        self.proposer.queued()
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
     }

@@ -67,6 +67,11 @@ impl Proposer {
         Proposer { tx }
     }
 
+    /// Commands waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Like [`write`], through the group commit. A command whose encoding exceeds
     /// [`COMMAND_BYTES_MAX`] is refused before it reaches the log.
     pub async fn write(&self, cmd: Command) -> Result<(LogId, Response), ClusterError> {

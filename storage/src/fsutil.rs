@@ -81,8 +81,25 @@ pub fn create_dir_durably(dir: &Path) -> Result<()> {
 
 /// Bytes an unprivileged process can still write on the file system holding `path`.
 pub fn available_bytes(path: &Path) -> Result<u64> {
+    Ok(disk_space(path)?.available_bytes)
+}
+
+/// Space on the file system holding a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// What an unprivileged process can still write.
+    pub available_bytes: u64,
+    /// The file system's size.
+    pub total_bytes: u64,
+}
+
+/// Space on the file system holding `path` (one `statvfs`).
+pub fn disk_space(path: &Path) -> Result<DiskSpace> {
     let st = rustix::fs::statvfs(path).map_err(|e| crate::Error::io(path, e.into()))?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    Ok(DiskSpace {
+        available_bytes: st.f_bavail.saturating_mul(st.f_frsize),
+        total_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+    })
 }
 
 /// Whether an I/O error means the disk is full (or the quota used up).

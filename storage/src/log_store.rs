@@ -261,7 +261,9 @@ impl LogStore {
     /// Writes entries in one atomic batch, not yet durable: [`LogStore::when_durable`]
     /// says when they are.
     pub fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<usize> {
+        let timer = crate::metrics::LOG_APPEND_SECONDS.start_timer();
         let result = self.write_entries_unwatched(entries);
+        timer.observe_duration();
         self.watch(result)
     }
 
@@ -470,7 +472,9 @@ impl Inner {
         }
     }
 
+    /// Flush (+ fdatasync), timed in `gavel_raft_log_fsync_duration_seconds`.
     fn sync_blocking(&self) -> Result<()> {
+        let _timer = crate::metrics::LOG_FSYNC_SECONDS.start_timer();
         self.db.flush()?;
         if let Some(file) = &self.data_file {
             self.sync_blobs()?;

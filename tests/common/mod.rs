@@ -51,6 +51,28 @@ pub fn free_port() -> u16 {
 pub const TEST_RAFT: &str =
     "[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1500\n";
 
+/// A tmpfs mounted for a test (a small disk to fill), unmounted when dropped. Mounting
+/// needs root (CI runs as root): without it, `mount` returns `None`.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size_mb: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 pub struct TestNode {
     pub id: u64,
     pub addr: String,
@@ -60,6 +82,8 @@ pub struct TestNode {
     pub log_path: PathBuf,
     /// `http`, or `https` in a cluster started with TLS.
     pub scheme: &'static str,
+    /// Extra environment of the process.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -152,6 +176,8 @@ pub struct TestCluster {
     tokens: std::sync::Mutex<BTreeMap<String, String>>,
     /// `http`, or `https` for a cluster started with [`TestCluster::start_tls`].
     pub scheme: &'static str,
+    /// Extra environment for the nodes added from now on.
+    pub env: Vec<(String, String)>,
 }
 
 impl TestCluster {
@@ -168,6 +194,7 @@ impl TestCluster {
             extra_config: extra_config.to_string(),
             tokens: Default::default(),
             scheme: "http",
+            env: Vec::new(),
         }
     }
 
@@ -284,6 +311,7 @@ impl TestCluster {
             config,
             log_path,
             scheme: self.scheme,
+            env: self.env.clone(),
             child: None,
         };
         prepare(&node);
@@ -539,6 +567,7 @@ fn spawn(node: &mut TestNode) {
     let child = Command::new(env!("CARGO_BIN_EXE_gavel"))
         .args(["serve", "--config", node.config.to_str().unwrap()])
         .env("RUST_LOG", "info,openraft=warn,sled=warn")
+        .envs(node.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
