@@ -14,11 +14,14 @@
 //!    once the leader itself).
 //! 5. Stability: 64 clients for a while; leader changes counted by the Raft term.
 //!
-//! Run: `cargo bench --bench failover` (10 kills, 300 s stability run) or
-//! `cargo bench --bench failover -- --quick` (3 kills, 20 s); `--kills N` and
+//! Run: `cargo bench -p gavel-bench --bench failover` (10 kills, 300 s stability run) or
+//! `cargo bench -p gavel-bench --bench failover -- --quick` (3 kills, 20 s); `--kills N` and
 //! `--steady-secs S` override either.
+//!
+//! The server is `GAVEL_BIN`, else `target/release/gavel`: build it first with
+//! `cargo build --release -p gavel` (the benchmark says so if it is missing).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -325,6 +328,7 @@ async fn stability(c: &TestCluster, secs: u64) {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    println!("server: {}", gavel_bin().display());
     let (mut runs, mut steady_secs) = if quick { (3, 20) } else { (10, 300) };
     // `--kills N` and `--steady-secs S` override either mode.
     for pair in args.windows(2) {
