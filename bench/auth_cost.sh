@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What authentication and signatures cost a bid: runs `gavel bench run` against a local
+# What authentication and signatures cost a bid: runs `gavel-bench run` against a local
 # 3-node cluster (deploy/local-cluster.sh, 127.0.0.1:7071-7073) for each variant, in
 # turn, --repeat times, and prints each cell's bids/s and latency:
 #   tokens   — every bid with a bearer token (this build);
@@ -7,11 +7,15 @@
 #   baseline — with --base-bin, a build from before accounts existed (no token at all).
 # Usage: bench/auth_cost.sh [--bin B] [--base-bin B] [--clients "1 16"]
 #                           [--duration-secs 10] [--auctions 100] [--repeat 2]
+# --bin and --base-bin are servers (default target/release/gavel, built if missing); the
+# load generator is GAVEL_BENCH_BIN (default target/release/gavel-bench, built if
+# missing), the same for every variant.
 # Bounded: variants × clients × repeat runs of --duration-secs each. Stops every node
 # it starts by PID (local-cluster.sh stop), also on failure.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/target/release/gavel
+bench_bin=${GAVEL_BENCH_BIN:-$root/target/release/gavel-bench}
 base_bin=""
 clients="1 16"
 duration=10
@@ -28,6 +32,8 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+[ -x "$bin" ] || (cd "$root" && cargo build --release -p gavel)
+[ -x "$bench_bin" ] || (cd "$root" && cargo build --release -p gavel-bench)
 data=$(mktemp -d "${TMPDIR:-/tmp}/gavel-auth-cost.XXXXXX")
 cluster_bin=""
 stop() { [ -n "$cluster_bin" ] && GAVEL_BIN=$cluster_bin "$root/deploy/local-cluster.sh" stop "$data/cluster" >/dev/null 2>&1 || true; }
@@ -50,7 +56,7 @@ for r in $(seq 1 "$repeat"); do
       [ "$v" = signed ] && extra+=(--sign)
     fi
     for c in $clients; do
-      "$cluster_bin" bench run --system gavel --endpoints "$endpoints" --clients "$c" \
+      "$bench_bin" run --system gavel --endpoints "$endpoints" --clients "$c" \
         --auctions "$auctions" --duration-secs "$duration" --strategy incremental \
         --json --out "$data/run.json" "${extra[@]}" >/dev/null
       python3 - "$data/run.json" "$r" "$v" "$c" <<'PY'

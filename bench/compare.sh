@@ -7,18 +7,22 @@
 #
 # Starts a 3-node Gavel cluster (deploy/local-cluster.sh, fsync on), a 3-member etcd
 # cluster (Debian's etcd-server; fsyncs its WAL) and one Redis (appendonly, appendfsync
-# always), runs `gavel bench run` for every cell of the matrix against each system in
+# always), runs `gavel-bench run` for every cell of the matrix against each system in
 # turn (so the three share the machine's noise), N times over (the report gives each
 # cell's median), writes DIR/runs/*.json, and puts them side by side in DIR/results.md
 # and DIR/results.json. Every process it starts it stops
 # by PID, also on failure. Default DIR: ./bench-results/<time>.
 # etcd is driven through its gRPC API, as its own clients drive it; `--etcd-api gateway`
 # uses its JSON gateway instead (HTTP/1.1 + JSON, 3-4x slower: not how etcd is used).
-# gRPC needs a gavel built with `cargo build --release --features etcd-grpc` (protoc).
+# gRPC needs a gavel-bench built with `cargo build --release -p gavel-bench --features
+# etcd-grpc` (protoc); that is what is built here if the binary is missing.
+# GAVEL_BIN is the server (default target/release/gavel), GAVEL_BENCH_BIN the load
+# generator (default target/release/gavel-bench); each is built if missing.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${GAVEL_BIN:-$root/target/release/gavel}
+bench_bin=${GAVEL_BENCH_BIN:-$root/target/release/gavel-bench}
 duration=20
 clients="1 16 64"
 auctions="1 1000"
@@ -45,7 +49,13 @@ done
 out=${out:-$root/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out/runs"
 data=$(mktemp -d "${TMPDIR:-/tmp}/gavel-compare.XXXXXX")
-[ -x "$bin" ] || (cd "$root" && cargo build --release)
+[ -x "$bin" ] || (cd "$root" && cargo build --release -p gavel)
+if [ ! -x "$bench_bin" ]; then
+  # etcd over gRPC needs the etcd-grpc feature; without etcd in the run, no protoc needed.
+  features=()
+  case " $systems " in *" etcd "*) [ "$etcd_api" = grpc ] && features=(--features etcd-grpc) ;; esac
+  (cd "$root" && cargo build --release -p gavel-bench "${features[@]}")
+fi
 
 etcd_client="http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
 gavel_client="127.0.0.1:7071,127.0.0.1:7072,127.0.0.1:7073"
@@ -109,7 +119,7 @@ if has redis; then
 fi
 
 {
-  echo "# gavel bench compare, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "# gavel-bench compare, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "duration ${duration}s per run, $repeat runs per cell, strategy $strategy, route $route"
   echo "clients: $clients; auctions: $auctions"
   echo "machine: $(nproc) cores, $(uname -r)"
@@ -128,7 +138,7 @@ for r in $(seq 1 "$repeat"); do
           redis) endpoints=127.0.0.1:$redis_port ;;
         esac
         echo "== run $r/$repeat, $s: $a auctions, $c clients, ${duration}s" >&2
-        "$bin" bench run --system "$s" --endpoints "$endpoints" --clients "$c" --auctions "$a" \
+        "$bench_bin" run --system "$s" --endpoints "$endpoints" --clients "$c" --auctions "$a" \
           --strategy "$strategy" --route "$route" --duration-secs "$duration" --progress-secs 0 \
           --seed "$r" --etcd-api "$etcd_api" --out "$out/runs/$s-a$a-c$c-r$r.json" >&2
       done
@@ -136,7 +146,7 @@ for r in $(seq 1 "$repeat"); do
   done
 done
 
-"$bin" bench report "$out"/runs/*.json --markdown "$out/results.md" --json "$out/results.json"
+"$bench_bin" report "$out"/runs/*.json --markdown "$out/results.md" --json "$out/results.json"
 cat "$out/environment.txt"
 echo
 cat "$out/results.md"

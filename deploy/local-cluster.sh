@@ -28,7 +28,7 @@ wait_ready() {
 }
 
 start() {
-  [ -x "$bin" ] || (cd "$root" && cargo build --release)
+  [ -x "$bin" ] || (cd "$root" && cargo build --release -p gavel)
   mkdir -p "$dir"
   for i in 1 2 3; do
     if [ -f "$dir/node$i.pid" ] && kill -0 "$(cat "$dir/node$i.pid")" 2>/dev/null; then

@@ -35,9 +35,6 @@ pub enum Command {
     Audit(AuditCommand),
     /// Print an auction's live events (UDP or SSE) and report gaps in seq.
     Watch(crate::watch::WatchArgs),
-    /// Load-test Gavel (or etcd, Redis) with bidder agents; compare runs.
-    #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
     /// Read a stopped node's Raft log (offline, read-only).
     #[command(subcommand)]
     Log(LogCommand),
@@ -238,7 +235,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Key(KeyCommand::Generate(args)) => crate::keys::generate(&args),
         Command::Audit(AuditCommand::Verify(args)) => crate::audit::verify(&args),
         Command::Watch(args) => crate::watch::run(args),
-        Command::Bench(cmd) => crate::bench::main(cmd),
         Command::Log(LogCommand::Dump(args)) => tools::log_dump(&args),
         Command::Log(LogCommand::Verify(args)) => tools::log_verify(&args),
         Command::Snapshot(SnapshotCommand::Inspect(args)) => tools::snapshot_inspect(&args),

@@ -2,7 +2,6 @@
 
 mod accounts_cli;
 mod audit;
-mod bench;
 mod cli;
 mod client;
 mod config;

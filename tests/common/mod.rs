@@ -1,6 +1,8 @@
 //! `TestCluster`: real `gavel serve` processes on 127.0.0.1 with temporary data dirs,
 //! free ports, fast Raft timings, and helpers that wait on conditions with deadlines.
 //! Every process started here is killed by PID when the cluster is dropped.
+//! The root package's tests use it, and so do `gavel-bench`'s benchmarks and test
+//! (through `#[path]`), which find the server with [`gavel_bin`].
 
 #![allow(dead_code)]
 
@@ -564,7 +566,7 @@ fn spawn(node: &mut TestNode) {
         .append(true)
         .open(&node.log_path)
         .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_gavel"))
+    let child = Command::new(gavel_bin())
         .args(["serve", "--config", node.config.to_str().unwrap()])
         .env("RUST_LOG", "info,openraft=warn,sled=warn")
         .envs(node.env.iter().map(|(k, v)| (k, v)))
@@ -574,6 +576,89 @@ fn spawn(node: &mut TestNode) {
         .spawn()
         .expect("spawn gavel serve");
     node.child = Some(child);
+}
+
+/// The `gavel` binary the cluster runs.
+///
+/// The root package's tests run the one cargo built for them (`CARGO_BIN_EXE_gavel`).
+/// Another package's tests and benchmarks (`gavel-bench`) cannot depend on a binary, so
+/// they take `GAVEL_BIN`, else the `gavel` of their own build profile: the executable
+/// runs from `<target>/<profile>/deps/`, and `<target>/<profile>/gavel` is where
+/// `cargo build [--release] -p gavel` puts it (`target/release/gavel` for `cargo bench`,
+/// `target/debug/gavel` for `cargo test`, which builds it for the whole workspace).
+/// Panics with the command to run when it is missing.
+pub fn gavel_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_gavel") {
+        return PathBuf::from(bin);
+    }
+    if let Some(bin) = std::env::var_os("GAVEL_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "GAVEL_BIN={} is not a file", bin.display());
+        return bin;
+    }
+    let profile_dir = profile_dir();
+    let bin = profile_dir.join(format!("gavel{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        let release = if profile_dir.ends_with("debug") {
+            ""
+        } else {
+            " --release"
+        };
+        panic!(
+            "no gavel binary at {}: build it first with `cargo build{release} -p gavel` \
+             (or point GAVEL_BIN at one)",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// For a test outside the root package: builds `gavel` in this test's profile with cargo
+/// when there is neither `GAVEL_BIN` nor the profile's binary — `cargo test -p
+/// gavel-bench` on a fresh target dir (`cargo test --workspace` builds it with the root
+/// package's tests). A binary that is there is used as it is, even if older than the
+/// source: after changing the server, `cargo build -p gavel` (or test the workspace).
+pub fn build_gavel_if_missing() {
+    if option_env!("CARGO_BIN_EXE_gavel").is_some() || std::env::var_os("GAVEL_BIN").is_some() {
+        return;
+    }
+    let profile_dir = profile_dir();
+    if profile_dir
+        .join(format!("gavel{}", std::env::consts::EXE_SUFFIX))
+        .is_file()
+    {
+        return;
+    }
+    // Cargo tells the tests it runs where it is.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "gavel"]);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(profile) => {
+            cmd.args(["--profile", profile]);
+        }
+        None => panic!("no build profile in {}", profile_dir.display()),
+    }
+    log(&format!("no gavel binary in {}: {cmd:?}", profile_dir.display()));
+    let status = cmd.status().expect("running cargo");
+    assert!(status.success(), "{cmd:?} failed: {status}");
+}
+
+/// `<target>/<profile>`, the directory of this test or benchmark's build profile.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the path of the running executable");
+    let deps = exe.parent().expect("the executable's directory");
+    // Tests and benchmarks run from `<target>/<profile>/deps/`.
+    let dir = if deps.ends_with("deps") {
+        deps.parent().unwrap()
+    } else {
+        deps
+    };
+    dir.to_path_buf()
 }
 
 /// An auction body that starts now and runs `secs` seconds.

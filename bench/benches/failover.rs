@@ -14,11 +14,14 @@
 //!    once the leader itself).
 //! 5. Stability: 64 clients for a while; leader changes counted by the Raft term.
 //!
-//! Run: `cargo bench --bench failover` (10 kills, 300 s stability run) or
-//! `cargo bench --bench failover -- --quick` (3 kills, 20 s); `--kills N` and
+//! Run: `cargo bench -p gavel-bench --bench failover` (10 kills, 300 s stability run) or
+//! `cargo bench -p gavel-bench --bench failover -- --quick` (3 kills, 20 s); `--kills N` and
 //! `--steady-secs S` override either.
+//!
+//! The server is `GAVEL_BIN`, else `target/release/gavel`: build it first with
+//! `cargo build --release -p gavel` (the benchmark says so if it is missing).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -249,12 +252,18 @@ async fn rolling_restart(c: &mut TestCluster) {
     );
 }
 
+/// Auctions created at most while looking for one on a given worker.
+const WORKER_PLACEMENT_TRIES_MAX: usize = 1_000;
+
 /// Kills the worker hosting an auction (the leader or a follower) and times until the
 /// book names another worker for it.
 async fn worker_death(c: &mut TestCluster, kill_leader: bool) {
     let leader = c.leader().await;
     let mut target = None;
-    for i in 0..30 {
+    // The leader places each new auction on the live worker with the most room, so after
+    // earlier phases moved auctions around it may take a few hundred before one lands on
+    // the wanted worker (30 were once not enough: CI, 2026-12-06).
+    for i in 0..WORKER_PLACEMENT_TRIES_MAX {
         let (status, a) = c
             .post(
                 leader,
@@ -325,6 +334,7 @@ async fn stability(c: &TestCluster, secs: u64) {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    println!("server: {}", gavel_bin().display());
     let (mut runs, mut steady_secs) = if quick { (3, 20) } else { (10, 300) };
     // `--kills N` and `--steady-secs S` override either mode.
     for pair in args.windows(2) {

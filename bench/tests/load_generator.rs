@@ -1,7 +1,12 @@
-//! `gavel bench run` against a real 3-node cluster: the run stays within its bounds, its
+//! `gavel-bench run` against a real 3-node cluster: the run stays within its bounds, its
 //! JSON report adds up, and the cluster holds exactly the bids the report says were
 //! acknowledged (counted here independently, through the API).
+//!
+//! The cluster runs `GAVEL_BIN`, else the `gavel` binary of this build profile
+//! (`target/debug/gavel`, which `cargo test --workspace` builds with the root package's
+//! tests), built here if it is missing: see `tests/common`'s `gavel_bin`.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;
@@ -12,13 +17,14 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_generator_stays_in_bounds_and_every_acknowledged_bid_is_stored() {
     let _serial = serial().await;
+    tokio::task::spawn_blocking(build_gavel_if_missing).await.unwrap();
     let c = TestCluster::start(3, "").await;
     c.wait_live_workers(1, 3).await;
     let endpoints: Vec<String> = c.nodes.values().map(|n| n.addr.clone()).collect();
     let report_path = c.dir.path().join("report.json");
     const OPS: u64 = 400;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel"));
-    cmd.args(["bench", "run", "--endpoints", &endpoints.join(",")])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gavel-bench"));
+    cmd.args(["run", "--endpoints", &endpoints.join(",")])
         .args(["--token", ADMIN_TOKEN])
         .args([
             "--clients",
@@ -48,7 +54,7 @@ async fn the_load_generator_stays_in_bounds_and_every_acknowledged_bid_is_stored
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "gavel bench failed: {stdout}\n{}",
+        "gavel-bench failed: {stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let report: Value = serde_json::from_str(&stdout).unwrap();

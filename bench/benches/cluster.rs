@@ -9,10 +9,13 @@
 //!    the node has applied everything — once replaying the whole log, once from a
 //!    snapshot.
 //!
-//! Run: `cargo bench --bench cluster` (5 failovers, 100 000 entries) or
-//! `cargo bench --bench cluster -- --quick` (1 failover, 5 000 entries).
+//! Run: `cargo bench -p gavel-bench --bench cluster` (5 failovers, 100 000 entries) or
+//! `cargo bench -p gavel-bench --bench cluster -- --quick` (1 failover, 5 000 entries).
+//!
+//! The server is `GAVEL_BIN`, else `target/release/gavel`: build it first with
+//! `cargo build --release -p gavel` (the benchmark says so if it is missing).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
@@ -201,6 +204,7 @@ async fn throughput_case(nodes: u64, writes: usize) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    println!("server: {}", gavel_bin().display());
     let (runs, entries) = if quick { (1, 5_000) } else { (5, 100_000) };
     let mut times = Vec::new();
     for run in 1..=runs {

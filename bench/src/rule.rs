@@ -3,7 +3,7 @@
 //! soft close, with no reserve and no buy-now (the benchmark uses neither).
 //!
 //! [`BenchAuction::place_bid`] is checked against `gavel_storage`'s book by the tests
-//! below; [`REDIS_BID_SCRIPT`] is the same rule in Lua, and `gavel bench` checks after
+//! below; [`REDIS_BID_SCRIPT`] is the same rule in Lua, and `gavel-bench` checks after
 //! every run that each system stored exactly the bids it acknowledged.
 
 use serde::{Deserialize, Serialize};

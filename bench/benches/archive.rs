@@ -14,12 +14,12 @@
 //! - p99 of `GET /v1/auctions/{id}` on archived auctions (2 000 random ones, one client),
 //!   target ≤ 5 ms; and that every one answers `"archived": true` with its 10 bids.
 //!
-//! Run: `cargo bench --bench archive` (200 000 auctions, 2 000 000 bids: about 10 minutes
-//! on 2 cores) or `cargo bench --bench archive -- --quick` (2 000 auctions, 20 000 bids).
+//! Run: `cargo bench -p gavel-bench --bench archive` (200 000 auctions, 2 000 000 bids: about 10 minutes
+//! on 2 cores) or `cargo bench -p gavel-bench --bench archive -- --quick` (2 000 auctions, 20 000 bids).
 //! `--auctions N` overrides the count; `--hold SECS` pauses before the restart to look at
 //! the loaded node (its pid is printed).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -370,9 +370,9 @@ impl Target {
                 api: super::EtcdApi::Grpc,
                 ..
             } => bail!(
-                "this gavel was built without etcd's gRPC client: build it with `cargo build --release \
-                 --features etcd-grpc` (needs protoc, Debian package protobuf-compiler), or pass \
-                 --etcd-api gateway"
+                "this gavel-bench was built without etcd's gRPC client: build it with `cargo build \
+                 --release -p gavel-bench --features etcd-grpc` (needs protoc, Debian package \
+                 protobuf-compiler), or pass --etcd-api gateway"
             ),
             #[cfg(feature = "etcd-grpc")]
             Target::Etcd {

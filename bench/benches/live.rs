@@ -8,10 +8,13 @@
 //! 2. Datagrams per second one node sends to 1000 subscribers while 16 clients bid as fast
 //!    as they can (from the hosting worker's counters), and how many arrived.
 //!
-//! Run: `cargo bench --bench live` (300 bids per case, 10 s of fan-out) or
-//! `cargo bench --bench live -- --quick` (50 bids, 3 s).
+//! Run: `cargo bench -p gavel-bench --bench live` (300 bids per case, 10 s of fan-out) or
+//! `cargo bench -p gavel-bench --bench live -- --quick` (50 bids, 3 s).
+//!
+//! The server is `GAVEL_BIN`, else `target/release/gavel`: build it first with
+//! `cargo build --release -p gavel` (the benchmark says so if it is missing).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
@@ -215,6 +218,7 @@ async fn fanout_case(c: &TestCluster, leader: u64, secs: u64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    println!("server: {}", gavel_bin().display());
     let (bids, secs) = if quick { (50, 3) } else { (300, 10) };
     let c = TestCluster::start(3, "").await;
     let leader = c.leader().await;

@@ -20,7 +20,7 @@ pub struct Latency {
     pub mean: f64,
 }
 
-/// One run of `gavel bench run`.
+/// One run of `gavel-bench run`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub system: System,

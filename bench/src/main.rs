@@ -1,10 +1,14 @@
-//! `gavel bench`: a closed-loop load generator of bidder agents, for Gavel and, with the
-//! same workload and rule, for etcd and Redis (see `bench/compare.sh`).
+//! `gavel-bench`: a closed-loop load generator of bidder agents, for Gavel and, with the
+//! same workload and rule, for etcd and Redis (see `bench/compare.sh`). It is its own
+//! binary so that the server (`gavel`) carries none of it or its clients (Redis, etcd).
 //!
-//! `gavel bench run` creates N auctions, runs M clients (each one bidder with a
+//! `gavel-bench run` creates N auctions, runs M clients (each one bidder with a
 //! [`Strategy`]) for a fixed time and at most a number of bids, then reads back how many
 //! bids the system stored and checks that it is every acknowledged bid (and no more than
-//! acknowledged plus failed). `gavel bench report` puts several runs side by side.
+//! acknowledged plus failed). `gavel-bench report` puts several runs side by side.
+//!
+//! Exit codes: 0 success; 1 the system stored a different number of bids than the run's
+//! answers allow; 2 anything else went wrong (bad arguments, a system unreachable).
 
 mod agent;
 mod report;
@@ -19,15 +23,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use gavel_api::json::now_ms;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-pub use agent::Strategy;
-use agent::{Agent, Reply};
-pub use report::{Latency, RunReport};
+use agent::{Agent, Reply, Strategy};
+use report::{Latency, RunReport};
 use target::{Target, Workload};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gavel-bench",
+    version,
+    about = "Load-test Gavel (or etcd, Redis) with bidder agents; compare runs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -125,7 +139,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// JSON reports written by `gavel bench run --out`.
+    /// JSON reports written by `gavel-bench run --out`.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Write the markdown table here (default: stdout).
@@ -136,7 +150,21 @@ pub struct ReportArgs {
     pub json: Option<PathBuf>,
 }
 
-pub fn main(cmd: BenchCommand) -> Result<ExitCode> {
+/// The exit code of a run that could not be done (as `gavel`'s, and clap's for bad
+/// arguments).
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    match dispatch(Cli::parse().command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("gavel-bench: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn dispatch(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
