@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{authenticate_fresh, Authenticated};
 use crate::error::ApiError;
-use crate::json::{now_ms, parse_json, parse_rfc3339, rfc3339};
+use crate::json::{parse_json, parse_rfc3339, rfc3339};
 use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
@@ -307,7 +307,7 @@ pub async fn propose(
     }
     let auth = authenticate_fresh(s, req).await?;
     s.limits.check_account(auth.name())?;
-    let now = now_ms();
+    let now = s.now_ms();
     let op = build(now, &auth)?;
     let signed = match op {
         Op::PlaceBid { .. } => crate::auth::signature(req)?,
@@ -448,7 +448,7 @@ pub async fn get(
     read_barrier(&s, params.consistency.as_deref()).await?;
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
-    Ok(Json(auction_view(auction, st.book.format(id), st.book.rounds(id), now_ms())).into_response())
+    Ok(Json(auction_view(auction, st.book.format(id), st.book.rounds(id), s.now_ms())).into_response())
 }
 
 /// `GET /v1/auctions`.
@@ -486,7 +486,7 @@ pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListPara
         )));
     }
     read_barrier(&s, params.consistency.as_deref()).await?;
-    let now = now_ms();
+    let now = s.now_ms();
     let st = s.sm.read();
     let mut items: Vec<AuctionView> = Vec::new();
     let mut next = None;

@@ -23,7 +23,7 @@ use crate::auctions::{
     auction_view, propose, read_barrier, AuctionView, IdempotencyKey, OutcomeView, ReadParams, RoundBid, Total,
 };
 use crate::error::ApiError;
-use crate::json::{now_ms, parse_json, rfc3339};
+use crate::json::{parse_json, rfc3339};
 use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
@@ -423,7 +423,7 @@ fn ended(s: &AppState, id: u64, resp: BookResponse) -> Result<Response, ApiError
             let view = st
                 .book
                 .auction(id)
-                .map(|a| auction_view(a, st.book.format(id), st.book.rounds(id), now_ms()));
+                .map(|a| auction_view(a, st.book.format(id), st.book.rounds(id), s.now_ms()));
             let purchase = match &outcome {
                 Outcome::BoughtNow { buyer, price } => Some(Purchase {
                     buyer: buyer.clone(),
@@ -594,7 +594,7 @@ fn rounds_answer(s: &AppState, id: u64, resp: BookResponse) -> Result<Response, 
             let view = st
                 .book
                 .auction(id)
-                .map(|a| auction_view(a, st.book.format(id), st.book.rounds(id), now_ms()));
+                .map(|a| auction_view(a, st.book.format(id), st.book.rounds(id), s.now_ms()));
             Ok(Json(view).into_response())
         }
         other => Err(ApiError::Internal(format!("unexpected response: {other:?}"))),

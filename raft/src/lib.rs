@@ -9,10 +9,14 @@
 //! - [`proposer`]: the leader's group commit.
 //! - [`workers`]: the worker registry (liveness, re-reports, registration) and the
 //!   leader's reassignment loop.
-//! - [`metrics`]: Prometheus metrics of the commit path.
+//! - [`clock`]: cluster time: the peers' clocks sampled on node RPC round trips, the
+//!   time a majority of voters agree on (Marzullo), and the leader that stops stamping
+//!   commands and hands over when its clock is off.
+//! - [`metrics`]: Prometheus metrics of the commit path and the clock.
 //! - [`cluster`]: the Raft calls beneath: one write, read barriers, membership changes,
 //!   the leadership hand-off, and their errors.
 
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod front_door;

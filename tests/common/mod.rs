@@ -60,6 +60,8 @@ pub struct TestNode {
     pub log_path: PathBuf,
     /// `http`, or `https` in a cluster started with TLS.
     pub scheme: &'static str,
+    /// Extra environment of the process (e.g. libfaketime's, a `GAVEL_*` override).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -152,6 +154,8 @@ pub struct TestCluster {
     tokens: std::sync::Mutex<BTreeMap<String, String>>,
     /// `http`, or `https` for a cluster started with [`TestCluster::start_tls`].
     pub scheme: &'static str,
+    /// Extra environment of each node's process, by node id.
+    pub node_env: BTreeMap<u64, Vec<(String, String)>>,
 }
 
 impl TestCluster {
@@ -168,6 +172,7 @@ impl TestCluster {
             extra_config: extra_config.to_string(),
             tokens: Default::default(),
             scheme: "http",
+            node_env: BTreeMap::new(),
         }
     }
 
@@ -175,6 +180,15 @@ impl TestCluster {
     /// are voters.
     pub async fn start(n: u64, extra_config: &str) -> Self {
         Self::start_with(n, extra_config, false).await
+    }
+
+    /// Like [`TestCluster::start`], each node's process with the extra environment
+    /// `node_env` gives it (by node id).
+    pub async fn start_with_env(n: u64, extra_config: &str, node_env: BTreeMap<u64, Vec<(String, String)>>) -> Self {
+        let mut c = TestCluster::new(extra_config);
+        c.node_env = node_env;
+        c.start_nodes(n).await;
+        c
     }
 
     /// Like [`TestCluster::start`]; with `proxied`, every node sits behind a proxy.
@@ -272,6 +286,7 @@ impl TestCluster {
             config,
             log_path,
             scheme: self.scheme,
+            env: self.node_env.get(&id).cloned().unwrap_or_default(),
             child: None,
         };
         spawn(&mut node);
@@ -519,6 +534,7 @@ fn spawn(node: &mut TestNode) {
     let child = Command::new(env!("CARGO_BIN_EXE_gavel"))
         .args(["serve", "--config", node.config.to_str().unwrap()])
         .env("RUST_LOG", "info,openraft=warn,sled=warn")
+        .envs(node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
