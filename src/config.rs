@@ -260,7 +260,16 @@ impl Config {
         macro_rules! overlay {
             ($($field:ident),*) => { $( if let Some(v) = &args.$field { config.$field = v.clone().into(); } )* };
         }
-        overlay!(id, data_dir, listen, udp, max_auctions, max_clock_skew_ms, cluster_name, log_format);
+        overlay!(
+            id,
+            data_dir,
+            listen,
+            udp,
+            max_auctions,
+            max_clock_skew_ms,
+            cluster_name,
+            log_format
+        );
         if let Some(v) = &args.advertise {
             config.advertise = Some(v.clone());
         }

@@ -81,7 +81,15 @@ async fn ready(c: &TestCluster, id: u64) -> (u16, Value) {
 
 /// One signed gauge from a node's `/metrics`.
 async fn gauge(c: &TestCluster, id: u64, name: &str) -> Option<i64> {
-    let text = c.http.get(c.node(id).url("/metrics")).send().await.ok()?.text().await.ok()?;
+    let text = c
+        .http
+        .get(c.node(id).url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
@@ -167,6 +175,9 @@ async fn create_auctions(c: &TestCluster, phase: &str) -> Vec<(u64, i64, u64)> {
 /// Waits for each auction to close and checks when, by the test's real clock and by
 /// command time: never before `ends_at`, at most [`CLOSE_BOUND_MS`] after it.
 async fn check_closes(c: &TestCluster, auctions: &[(u64, i64, u64)]) {
+    log(&format!(
+        "phase: the auctions hosted by the skewed nodes close within {CLOSE_BOUND_MS} ms after ends_at"
+    ));
     let mut open: Vec<(u64, i64, u64)> = auctions.to_vec();
     let deadline = Instant::now() + Duration::from_secs(15);
     while !open.is_empty() {
@@ -200,6 +211,7 @@ async fn check_closes(c: &TestCluster, auctions: &[(u64, i64, u64)]) {
 /// Makes `skewed` leader and checks it hands the leadership to a good node.
 async fn skewed_leader_hands_over(c: &TestCluster, skewed: u64) {
     let term_before = c.cluster(1).await["term"].as_u64().unwrap();
+    let started = Instant::now();
     let resp = c
         .http
         .post(c.node(1).url("/v1/cluster/leader"))
@@ -211,7 +223,10 @@ async fn skewed_leader_hands_over(c: &TestCluster, skewed: u64) {
     let status = resp.status().as_u16();
     let moved: Value = resp.json().await.unwrap();
     assert_eq!(status, 200, "{moved}");
-    log(&format!("moved the leadership to node {skewed}; the answer names {}", moved["leader"]));
+    log(&format!(
+        "moved the leadership to node {skewed}; the answer names {}",
+        moved["leader"]
+    ));
     let leader = c
         .wait_for("a good node leads", Duration::from_secs(10), || async move {
             let leader = c.leader().await;
@@ -229,7 +244,10 @@ async fn skewed_leader_hands_over(c: &TestCluster, skewed: u64) {
         "node {skewed} led and handed over because of its clock:\n{}",
         c.node(skewed).log_tail()
     );
-    log(&format!("node {leader} leads now (term {term_after})"));
+    log(&format!(
+        "node {leader} leads now (term {term_after}), {} ms after the move was asked for",
+        started.elapsed().as_millis()
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,11 +286,16 @@ async fn auctions_close_on_time_and_nothing_is_lost_when_a_nodes_clock_is_off() 
         let skewed = gauge(c, id, "gavel_clock_skewed").await;
         assert_eq!(skewed, Some(i64::from(want != 0)), "node {id}'s gavel_clock_skewed");
         let offset = gauge(c, id, "gavel_clock_offset_ms").await.unwrap();
-        assert!((offset - want).abs() <= 200, "node {id}'s gavel_clock_offset_ms: {offset}");
+        assert!(
+            (offset - want).abs() <= 200,
+            "node {id}'s gavel_clock_offset_ms: {offset}"
+        );
     }
 
     log("phase: a bidder bids through every node for the rest of the test");
-    let (status, bid_auction) = c.post(1, "/v1/auctions", &auction_body("bids", 600), Some("bids")).await;
+    let (status, bid_auction) = c
+        .post(1, "/v1/auctions", &auction_body("bids", 600), Some("bids"))
+        .await;
     assert_eq!(status, 201, "{bid_auction}");
     let bid_auction = bid_auction["id"].as_u64().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -283,11 +306,8 @@ async fn auctions_close_on_time_and_nothing_is_lost_when_a_nodes_clock_is_off() 
             "phase: the {name} node {skewed} is made leader while its auctions end: it stamps nothing and hands over"
         ));
         let auctions = create_auctions(c, name).await;
-        skewed_leader_hands_over(c, skewed).await;
-        log(&format!(
-            "phase: the auctions hosted by the skewed nodes close within {CLOSE_BOUND_MS} ms after ends_at"
-        ));
-        check_closes(c, &auctions).await;
+        // Watched from now on, while the leadership moves.
+        tokio::join!(skewed_leader_hands_over(c, skewed), check_closes(c, &auctions));
     }
 
     log("phase: the bidder stops; every acknowledged bid is in the history");
@@ -324,10 +344,14 @@ async fn auctions_close_on_time_and_nothing_is_lost_when_a_nodes_clock_is_off() 
     }
     // The paused nodes' clock samples age out (5 s); Raft still has a quorum of 3.
     let body = c
-        .wait_for("the leader without an agreed time", Duration::from_secs(15), || async move {
-            let (status, body) = ready(c, leader).await;
-            (status == 503 && body["clock_synchronized"] == json!(false)).then_some(body)
-        })
+        .wait_for(
+            "the leader without an agreed time",
+            Duration::from_secs(15),
+            || async move {
+                let (status, body) = ready(c, leader).await;
+                (status == 503 && body["clock_synchronized"] == json!(false)).then_some(body)
+            },
+        )
         .await;
     assert_eq!(body["leader"], json!(leader), "{body}");
     let resp = c
@@ -356,7 +380,12 @@ async fn auctions_close_on_time_and_nothing_is_lost_when_a_nodes_clock_is_off() 
     }
     c.wait_for("a write after the pause", Duration::from_secs(15), || async move {
         let (status, _) = c
-            .post(1, "/v1/auctions", &auction_body("after the pause", 60), Some("after-pause"))
+            .post(
+                1,
+                "/v1/auctions",
+                &auction_body("after the pause", 60),
+                Some("after-pause"),
+            )
             .await;
         (status == 201).then_some(())
     })

@@ -448,7 +448,13 @@ pub async fn get(
     read_barrier(&s, params.consistency.as_deref()).await?;
     let st = s.sm.read();
     let auction = st.book.auction(id).ok_or_else(|| ApiError::unknown_auction(id))?;
-    Ok(Json(auction_view(auction, st.book.format(id), st.book.rounds(id), s.now_ms())).into_response())
+    Ok(Json(auction_view(
+        auction,
+        st.book.format(id),
+        st.book.rounds(id),
+        s.now_ms(),
+    ))
+    .into_response())
 }
 
 /// `GET /v1/auctions`.

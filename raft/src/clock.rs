@@ -126,9 +126,8 @@ pub fn marzullo(intervals: &[(i64, i64)]) -> Option<Interval> {
         // Until the next edge, exactly `covering` intervals cover [offset, next]. Every
         // start has its end after it, so there is a next edge.
         let next = edges[i + 1].0;
-        let better = best.is_none_or(|b| {
-            covering > b.sources || (covering == b.sources && next - offset < b.hi_us - b.lo_us)
-        });
+        let better =
+            best.is_none_or(|b| covering > b.sources || (covering == b.sources && next - offset < b.hi_us - b.lo_us));
         if better {
             best = Some(Interval {
                 lo_us: offset,
@@ -460,7 +459,9 @@ pub async fn run_clock_watch(door: FrontDoor, mut stop: watch::Receiver<bool>) {
         let unknown = leading && view.basis == Basis::Unknown;
         match (unknown, unknown_since) {
             (true, None) => unknown_since = Some(Instant::now()),
-            (true, Some(since)) if !warned_unknown && since.elapsed() >= Duration::from_millis(UNKNOWN_WARN_AFTER_MS) => {
+            (true, Some(since))
+                if !warned_unknown && since.elapsed() >= Duration::from_millis(UNKNOWN_WARN_AFTER_MS) =>
+            {
                 tracing::warn!(
                     max_clock_skew_ms = max_skew_ms,
                     "this node leads but no majority of the voters agrees on the time within max_clock_skew_ms: \
@@ -534,13 +535,18 @@ mod tests {
 
     #[test]
     fn marzullo_finds_the_smallest_interval_most_sources_agree_on() {
-        let cases: &[(&str, &[(i64, i64)], Option<Interval>)] = &[
+        type Case<'a> = (&'a str, &'a [(i64, i64)], Option<Interval>);
+        let cases: &[Case] = &[
             ("nothing", &[], None),
             ("one", &[(3, 7)], iv(3, 7, 1)),
             ("all overlap", &[(8, 12), (11, 13), (10, 12)], iv(11, 12, 3)),
             ("two of three", &[(8, 12), (11, 13), (14, 15)], iv(11, 12, 2)),
             // Two disjoint pairs tie: the narrower wins.
-            ("tie, narrower", &[(0, 10), (5, 15), (100, 110), (109, 112)], iv(109, 110, 2)),
+            (
+                "tie, narrower",
+                &[(0, 10), (5, 15), (100, 110), (109, 112)],
+                iv(109, 110, 2),
+            ),
             // Equally narrow: the lower wins.
             ("tie, lower", &[(0, 10), (9, 15), (100, 110), (109, 112)], iv(9, 10, 2)),
             ("touching ends overlap", &[(0, 5), (5, 9)], iv(5, 5, 2)),
@@ -564,18 +570,63 @@ mod tests {
         let cases: Vec<Case> = vec![
             ("alone in a 3-voter cluster: no majority", vec![], 3, None),
             ("3 good", vec![around(0), around(1)], 3, Some((0, 0))),
-            ("3: one peer +2 s, one good", vec![around(2000), around(0)], 3, Some((0, 0))),
+            (
+                "3: one peer +2 s, one good",
+                vec![around(2000), around(0)],
+                3,
+                Some((0, 0)),
+            ),
             // From the fast node's side: both others are 2 s behind it.
-            ("3: this node +2 s", vec![around(-2000), around(-2000)], 3, Some((-2000, -2000))),
-            ("3: +2 s and -2 s: no two agree", vec![around(2000), around(-2000)], 3, None),
-            ("3: one peer missing, the other agrees", vec![around(0)], 3, Some((0, 0))),
+            (
+                "3: this node +2 s",
+                vec![around(-2000), around(-2000)],
+                3,
+                Some((-2000, -2000)),
+            ),
+            (
+                "3: +2 s and -2 s: no two agree",
+                vec![around(2000), around(-2000)],
+                3,
+                None,
+            ),
+            (
+                "3: one peer missing, the other agrees",
+                vec![around(0)],
+                3,
+                Some((0, 0)),
+            ),
             ("3: one peer missing, the other 2 s off", vec![around(2000)], 3, None),
             // 5 voters: 3 good, one +2 s, one -2 s, seen from each kind of node.
-            ("5: a good node", vec![around(0), around(0), around(2000), around(-2000)], 5, Some((0, 0))),
-            ("5: the +2 s node", vec![around(-2000), around(-2000), around(-2000), around(-4000)], 5, Some((-2000, -2000))),
-            ("5: the -2 s node", vec![around(2000), around(2000), around(2000), around(4000)], 5, Some((2000, 2000))),
-            ("5: two good and two missing", vec![around(0), around(0)], 5, Some((0, 0))),
-            ("5: only one good answers", vec![around(0), around(2000), around(-2000)], 5, None),
+            (
+                "5: a good node",
+                vec![around(0), around(0), around(2000), around(-2000)],
+                5,
+                Some((0, 0)),
+            ),
+            (
+                "5: the +2 s node",
+                vec![around(-2000), around(-2000), around(-2000), around(-4000)],
+                5,
+                Some((-2000, -2000)),
+            ),
+            (
+                "5: the -2 s node",
+                vec![around(2000), around(2000), around(2000), around(4000)],
+                5,
+                Some((2000, 2000)),
+            ),
+            (
+                "5: two good and two missing",
+                vec![around(0), around(0)],
+                5,
+                Some((0, 0)),
+            ),
+            (
+                "5: only one good answers",
+                vec![around(0), around(2000), around(-2000)],
+                5,
+                None,
+            ),
             // Within the tolerance two clocks 0.9 s apart still agree (each is <= 0.5 s
             // from the interval): the bound is per node, not per pair.
             ("3: 0.9 s apart", vec![around(900)], 3, Some((400, 500))),
@@ -627,7 +678,11 @@ mod tests {
                 view(Basis::Majority, Some((1999, 2001))),
                 Err(ClockProblem::Skewed { offset_ms: -2000 }),
             ),
-            ("no majority", view(Basis::Unknown, None), Err(ClockProblem::NoAgreedTime)),
+            (
+                "no majority",
+                view(Basis::Unknown, None),
+                Err(ClockProblem::NoAgreedTime),
+            ),
         ];
         for (name, v, want) in cases {
             assert_eq!(v.stamp(), *want, "{name}");
@@ -707,8 +762,8 @@ mod tests {
         let peers = [
             (2, -2_000 * MS, Some(10)),
             (3, -2_001 * MS, Some(12)),
-            (4, 0, Some(20)),            // as fast as this leader: not a target
-            (5, -4_000 * MS, Some(30)),  // 2 s slow
+            (4, 0, Some(20)),           // as fast as this leader: not a target
+            (5, -4_000 * MS, Some(30)), // 2 s slow
             (6, -2_100 * MS, Some(12)),
         ];
         assert_eq!(pick_handoff(&peers, cluster, MAX_SKEW_US), Some(3));

@@ -457,9 +457,9 @@ impl FrontDoor {
         match self.forward_to(&leader, &req, timeout_ms).await {
             // The node asked did nothing and names another leader (a hand-off just
             // happened): ask that one, once.
-            Err(ClusterError::NotLeader {
-                leader: Some(next),
-            }) if next.id != leader.id && next.id != self.config.node_id => {
+            Err(ClusterError::NotLeader { leader: Some(next) })
+                if next.id != leader.id && next.id != self.config.node_id =>
+            {
                 self.forward_to(&next, &req, timeout_ms).await
             }
             done => done,

@@ -102,9 +102,11 @@ impl HttpNetwork {
         Answer: DeserializeOwned,
     {
         self.peer(to.id, &to.addr)
-            .call(path, req, timeout).await.map_err(|t| match t {
-            Transport::Unreachable(e) | Transport::Network(e) => e.to_string(),
-        })
+            .call(path, req, timeout)
+            .await
+            .map_err(|t| match t {
+                Transport::Unreachable(e) | Transport::Network(e) => e.to_string(),
+            })
     }
 }
 
