@@ -35,6 +35,11 @@ const GOOD: [u64; 3] = [1, 2, 3];
 const SKEW_MS: i64 = 2_000;
 /// Invariant 10: no auction closes further than this from its `ends_at` in real time.
 const CLOSE_BOUND_MS: i64 = 500;
+/// How late the test may see a close beyond that: it polls every [`POLL_MS`] through a
+/// node that may be taking the leadership over at that moment. The close itself is
+/// checked strictly, by its command time (`closed_at`, stamped by a good leader, whose
+/// clock is the test's).
+const OBSERVE_SLACK_MS: i64 = 300;
 /// When each phase's auctions end, after the phase starts: around the hand-off.
 const ENDS_AFTER_MS: [i64; 4] = [700, 1_200, 1_800, 2_600];
 /// The longest a single bid may go unacknowledged while leadership moves.
@@ -172,8 +177,10 @@ async fn create_auctions(c: &TestCluster, phase: &str) -> Vec<(u64, i64, u64)> {
     made
 }
 
-/// Waits for each auction to close and checks when, by the test's real clock and by
-/// command time: never before `ends_at`, at most [`CLOSE_BOUND_MS`] after it.
+/// Waits for each auction to close and checks when: by command time at most
+/// [`CLOSE_BOUND_MS`] after `ends_at`; by the test's real clock never before it (a fast
+/// leader's stamp would close it early) and at most [`CLOSE_BOUND_MS`] plus
+/// [`OBSERVE_SLACK_MS`] after it.
 async fn check_closes(c: &TestCluster, auctions: &[(u64, i64, u64)]) {
     log(&format!(
         "phase: the auctions hosted by the skewed nodes close within {CLOSE_BOUND_MS} ms after ends_at"
@@ -199,7 +206,7 @@ async fn check_closes(c: &TestCluster, auctions: &[(u64, i64, u64)]) {
                 "auction {id} (worker {worker}) closed at ends_at + {closed_ms} ms in command time: {a}"
             );
             assert!(
-                (0..=CLOSE_BOUND_MS).contains(&seen_ms),
+                (0..=CLOSE_BOUND_MS + OBSERVE_SLACK_MS).contains(&seen_ms),
                 "auction {id} (worker {worker}) was seen closed at ends_at + {seen_ms} ms in real time: {a}"
             );
         }
@@ -275,11 +282,11 @@ async fn auctions_close_on_time_and_nothing_is_lost_when_a_nodes_clock_is_off() 
             .wait_for(&format!("node {id}'s clock offset"), DEADLINE, || async move {
                 let (status, body) = ready(c, id).await;
                 let skew = body["clock_skew_ms"].as_i64()?;
-                ((skew - want).abs() <= 200).then_some((status, body))
+                // A follower with a skewed clock is ready too: it runs its auctions on the
+                // leader's time and sends its writes there.
+                (status == 200 && (skew - want).abs() <= 200).then_some((status, body))
             })
             .await;
-        // A follower with a skewed clock still serves: it runs its auctions on the
-        // leader's time and sends its writes there.
         assert_eq!(status, 200, "node {id}: {body}");
         assert_eq!(body["clock_skewed"], json!(want != 0), "node {id}: {body}");
         assert_eq!(body["clock_synchronized"], json!(true), "node {id}: {body}");
