@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// Auctions this node hosts as a worker. [default: 10000]
     #[arg(long, env = "GAVEL_MAX_AUCTIONS")]
     pub max_auctions: Option<u32>,
+    /// A leader whose clock is further than this (ms) from the time a majority of the
+    /// voters agree on stamps no command and hands its leadership over. [default: 500]
+    #[arg(long, env = "GAVEL_MAX_CLOCK_SKEW_MS")]
+    pub max_clock_skew_ms: Option<u64>,
     /// Shared secret of the cluster (>= 16 bytes), required on node RPC and admin routes.
     #[arg(long, env = "GAVEL_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,

@@ -14,6 +14,11 @@ use crate::cli::ServeArgs;
 
 /// Shortest cluster secret accepted.
 pub const CLUSTER_SECRET_MIN_BYTES: usize = 16;
+/// Bounds of `max_clock_skew_ms`: under the lower one, a loaded machine's round trips
+/// alone would make clocks look skewed; over the upper one, auctions could close a
+/// minute off.
+pub const MAX_CLOCK_SKEW_MIN_MS: u64 = 50;
+pub const MAX_CLOCK_SKEW_MAX_MS: u64 = 60_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -47,6 +52,10 @@ pub struct Config {
     /// An auction closed (or cancelled) this long ago moves from memory to the archive
     /// on disk (the leader's housekeeping; docs/operations.md, "Archive").
     pub archive_after_secs: u64,
+    /// A leader whose clock is further than this from the time a majority of the voters
+    /// agree on stamps no command and hands its leadership over (docs/operations.md,
+    /// "Clocks").
+    pub max_clock_skew_ms: u64,
     /// Also push every hosted auction event to this broadcast or multicast address.
     pub udp_broadcast: Option<String>,
     /// Shared by every node; required on node RPC and admin routes. Without it the node
@@ -192,6 +201,7 @@ impl std::fmt::Debug for Config {
             .field("worker_grace_ms", &self.worker_grace_ms)
             .field("log_cache_mb", &self.log_cache_mb)
             .field("archive_after_secs", &self.archive_after_secs)
+            .field("max_clock_skew_ms", &self.max_clock_skew_ms)
             .field("udp_broadcast", &self.udp_broadcast)
             .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<set>"))
             .field("cluster_name", &self.cluster_name)
@@ -222,6 +232,7 @@ impl Default for Config {
             worker_grace_ms: 1_000,
             log_cache_mb: gavel_storage::log_store::LOG_CACHE_BYTES_DEFAULT / (1024 * 1024),
             archive_after_secs: 24 * 3600,
+            max_clock_skew_ms: 500,
             udp_broadcast: None,
             cluster_secret: None,
             cluster_name: "gavel".into(),
@@ -258,7 +269,16 @@ impl Config {
         macro_rules! overlay {
             ($($field:ident),*) => { $( if let Some(v) = &args.$field { config.$field = v.clone().into(); } )* };
         }
-        overlay!(id, data_dir, listen, udp, max_auctions, cluster_name, log_format);
+        overlay!(
+            id,
+            data_dir,
+            listen,
+            udp,
+            max_auctions,
+            max_clock_skew_ms,
+            cluster_name,
+            log_format
+        );
         if let Some(v) = &args.advertise {
             config.advertise = Some(v.clone());
         }
@@ -344,6 +364,12 @@ impl Config {
                 gavel_raft::workers::HEARTBEAT_INTERVAL_MS
             );
         }
+        if !(MAX_CLOCK_SKEW_MIN_MS..=MAX_CLOCK_SKEW_MAX_MS).contains(&self.max_clock_skew_ms) {
+            bail!(
+                "max_clock_skew_ms ({}) must be between {MAX_CLOCK_SKEW_MIN_MS} and {MAX_CLOCK_SKEW_MAX_MS}",
+                self.max_clock_skew_ms
+            );
+        }
         if let Some(b) = &self.udp_broadcast {
             b.parse::<SocketAddr>()
                 .with_context(|| format!("udp_broadcast {b:?} is not an IP:port address"))?;
@@ -402,13 +428,15 @@ mod tests {
     #[test]
     fn bad_configs_are_refused_with_a_reason() {
         type Change = fn(&mut Config);
-        let cases: [(&str, Change); 6] = [
+        let cases: [(&str, Change); 8] = [
             ("id must be", |c| c.id = 0),
             ("not an IP:port", |c| c.listen = "localhost".into()),
             ("set advertise", |c| c.listen = "0.0.0.0:7070".into()),
             ("join needs cluster_secret", |c| c.join = Some("127.0.0.1:7070".into())),
             ("at least 16 bytes", |c| c.cluster_secret = Some("short".into())),
             ("twice raft.heartbeat", |c| c.raft.election_timeout_min_ms = 10),
+            ("max_clock_skew_ms (0)", |c| c.max_clock_skew_ms = 0),
+            ("max_clock_skew_ms (60001)", |c| c.max_clock_skew_ms = 60_001),
         ];
         for (want, change) in cases {
             let mut c = Config::default();

@@ -317,6 +317,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             learner_catchup_timeout: Duration::from_millis(config.raft.learner_catchup_timeout_ms),
             idempotency_limits: config.idempotency.to_limits(),
             archive_after: Duration::from_secs(config.archive_after_secs),
+            max_clock_skew_ms: config.max_clock_skew_ms,
         },
     );
 
@@ -393,6 +394,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     let worker_task = tokio::spawn(gavel_api::hosting::run_worker(state.clone(), stop.clone()));
     let reconciler = tokio::spawn(gavel_raft::workers::run_reconciler(door.clone(), stop.clone()));
     tokio::spawn(gavel_raft::housekeeping::run_housekeeping(door.clone(), stop.clone()));
+    tokio::spawn(gavel_raft::clock::run_clock_watch(door.clone(), stop.clone()));
     let membership = tokio::spawn(gavel_api::membership::run_membership_watch(state.clone(), stop.clone()));
     tokio::spawn(gavel_api::limits::run_forgetting(state.limits.clone(), stop.clone()));
     tokio::spawn(gavel_api::metrics::run_sampler(state.clone(), stop.clone()));

@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{authenticate_fresh, Authenticated};
 use crate::error::ApiError;
-use crate::json::{now_ms, parse_json, parse_rfc3339, rfc3339};
+use crate::json::{parse_json, parse_rfc3339, rfc3339};
 use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
@@ -310,7 +310,7 @@ pub async fn propose(
     }
     let auth = authenticate_fresh(s, req).await?;
     s.limits.check_account(auth.name())?;
-    let now = now_ms();
+    let now = s.now_ms();
     let op = build(now, &auth)?;
     let signed = match op {
         Op::PlaceBid { .. } => crate::auth::signature(req)?,
@@ -497,7 +497,7 @@ pub async fn list(State(s): State<AppState>, ApiQuery(params): ApiQuery<ListPara
     // Live auctions first, from the book, at most one more than a page.
     let mut live: Vec<AuctionView> = Vec::new();
     if params.archived != Some(true) {
-        let now = now_ms();
+        let now = s.now_ms();
         let st = s.sm.read();
         for auction in st.book.auctions().filter(|a| a.id > after) {
             if status.is_some_and(|want| auction.status != want) {
@@ -792,7 +792,7 @@ pub fn view_of(s: &AppState, id: u64) -> Result<AuctionView, ApiError> {
     {
         let st = s.sm.read();
         if let Some(a) = st.book.auction(id) {
-            return Ok(auction_view(a, st.book.format(id), st.book.rounds(id), now_ms()));
+            return Ok(auction_view(a, st.book.format(id), st.book.rounds(id), s.now_ms()));
         }
     }
     // Not in the book: archived (written under the book's write lock), or unknown.

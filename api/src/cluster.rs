@@ -101,6 +101,14 @@ pub struct Ready {
     pub quorum_ack_ms: Option<u64>,
     pub applied_index: Option<u64>,
     pub commit_index: Option<u64>,
+    /// This node's clock minus cluster time, ms (on the leader: the time a majority of
+    /// voters agree on; on a follower: the leader's); null while unknown.
+    pub clock_skew_ms: Option<i64>,
+    /// Cluster time is known here (see `clock_skew_ms`).
+    pub clock_synchronized: bool,
+    /// This node's clock is more than `max_clock_skew_ms` off: as leader it stamps no
+    /// command (not ready) and hands its leadership over.
+    pub clock_skewed: bool,
 }
 
 #[utoipa::path(
@@ -109,7 +117,7 @@ pub struct Ready {
     tag = "operations",
     responses(
         (status = 200, description = "A live leader is known and this node has applied what is committed", body = Ready),
-        (status = 503, description = "Not ready (no live leader, catching up, or removed)", body = Ready),
+        (status = 503, description = "Not ready (no live leader, catching up, removed, or a leader whose clock is off: see clock_skew_ms)", body = Ready),
     )
 )]
 pub async fn ready(State(s): State<AppState>) -> Response {
@@ -135,13 +143,19 @@ pub async fn readiness(s: &AppState) -> Ready {
     let has_leader = has_live_leader(s, &m);
     let caught_up = applied >= committed;
     let member = !s.is_removed();
+    // A leader that may not stamp commands takes no writes (see gavel_raft::clock).
+    let clock = s.door.clock_view();
+    let clock_ok = m.state != ServerState::Leader || clock.stamp().is_ok();
     Ready {
-        ready: answered && has_leader && caught_up && member,
+        ready: answered && has_leader && caught_up && member && clock_ok,
         member,
         leader: m.current_leader,
         quorum_ack_ms: quorum_ack_ms(&m),
         applied_index: applied,
         commit_index: committed,
+        clock_skew_ms: clock.offset_ms(),
+        clock_synchronized: clock.bounds_us.is_some(),
+        clock_skewed: clock.skewed(),
     }
 }
 

@@ -35,6 +35,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     NoCapacity(String),
+    /// The leader stamps no command: its clock is `offset_ms` off the majority's, or the
+    /// voters do not agree on the time (`None`).
+    #[error("{message}")]
+    ClockSkew { offset_ms: Option<i64>, message: String },
     #[error("{0}")]
     Internal(String),
     #[error("{method} is not allowed on this route")]
@@ -222,6 +226,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     ),
     code("no_capacity", 503, "No live worker has room for a new auction"),
     code(
+        "clock_skew",
+        503,
+        "The leader's clock is off the majority's (or the voters disagree on the time); it stamps no command while leadership moves",
+    ),
+    code(
         "not_a_member",
         503,
         "This node was removed from the cluster; use another node",
@@ -267,6 +276,7 @@ impl ApiError {
             ApiError::NoLeader(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::NoCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
+            ApiError::ClockSkew { .. } => (StatusCode::SERVICE_UNAVAILABLE, "clock_skew"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "uri_too_long"),
@@ -437,6 +447,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::Unavailable(m) => ApiError::Unavailable(m),
             ClusterError::NotCaughtUp(m) => ApiError::LearnerNotCaughtUp(m),
             ClusterError::NoCapacity(m) => ApiError::NoCapacity(m),
+            ClusterError::ClockSkew { offset_ms, message } => ApiError::ClockSkew { offset_ms, message },
         }
     }
 }
@@ -451,6 +462,9 @@ impl IntoResponse for ApiError {
             ApiError::Rejected(r) => error.extend(rejection_details(r)),
             ApiError::PayloadTooLarge { limit } | ApiError::UriTooLong { limit } => {
                 error.insert("limit_bytes".into(), json!(limit));
+            }
+            ApiError::ClockSkew { offset_ms, .. } => {
+                error.insert("clock_offset_ms".into(), json!(offset_ms));
             }
             _ => {}
         }

@@ -3,7 +3,8 @@
 //! A worker's auctions are the non-final auctions whose `worker` is its node id in its own
 //! copy of the book (every node has the whole book). It runs their clocks — proposes
 //! `OpenAuction` at `starts_at` and `CloseAuction` at the (extended) end, checked every
-//! [`WORKER_TICK_MS`], through the front door like every other write — and hands each
+//! [`WORKER_TICK_MS`] against cluster time (its own clock corrected by its sample of the
+//! leader's, see `gavel_raft::clock`), through the front door like every other write — and hands each
 //! applied event of theirs to [`crate::push`]. When the book moves an auction away the
 //! worker drops it (logged). Every [`HEARTBEAT_INTERVAL_MS`], and at once when the leader
 //! changes, it reports itself and what it hosts to the leader (see
@@ -19,7 +20,6 @@ use gavel_raft::workers::{Heartbeat, HostedReport, HEARTBEAT_INTERVAL_MS};
 use gavel_storage::{AuctionId, Command, NodeId, Op};
 use tokio::sync::{broadcast, watch};
 
-use crate::json::now_ms;
 use crate::push::{catch_up, push_event};
 use crate::state::AppState;
 
@@ -135,10 +135,13 @@ fn run_clocks(s: &AppState, hosted: &BTreeMap<AuctionId, u64>, in_flight: &Arc<M
     if hosted.is_empty() {
         return;
     }
+    // Cluster time, not this node's clock: a worker whose clock is off still closes on
+    // time (see `gavel_raft::clock`).
+    let now = s.now_ms();
     let due: Vec<Op> = {
         let st = s.sm.read();
         st.book
-            .due(now_ms())
+            .due(now)
             .into_iter()
             .filter(|op| hosted.contains_key(&clock_target(op)))
             .collect()
@@ -150,7 +153,7 @@ fn run_clocks(s: &AppState, hosted: &BTreeMap<AuctionId, u64>, in_flight: &Arc<M
         }
         let (door, in_flight) = (s.door.clone(), in_flight.clone());
         tokio::spawn(async move {
-            if let Err(e) = door.write(Command::new(now_ms(), op)).await {
+            if let Err(e) = door.write(Command::new(door.cluster_now_ms(), op)).await {
                 tracing::debug!(auction_id = id, error = %e, "clock command not delivered; retrying next tick");
             }
             in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod error;
 pub mod hosting;
 pub mod json;
+pub mod leadership;
 pub mod limits;
 pub mod membership;
 pub mod metrics;
@@ -56,6 +57,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cluster::cluster_info))
         .routes(routes!(cluster::add_node))
         .routes(routes!(cluster::remove_node))
+        .routes(routes!(leadership::move_leader))
         .routes(routes!(cluster::take_snapshot, cluster::download_snapshot))
         .routes(routes!(cluster::backup))
         .routes(routes!(workers_api::list))

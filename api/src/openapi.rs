@@ -31,7 +31,8 @@ pub struct ErrorBody {
 }
 
 /// An error: a stable code, a message for people, and details that depend on the code
-/// (`min_next_bid` for `bid_too_low`, `limit_bytes` for `payload_too_large`, …).
+/// (`min_next_bid` for `bid_too_low`, `limit_bytes` for `payload_too_large`, `clock_offset_ms`
+/// for `clock_skew`, …).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, snake_case; never changes meaning. See the table in this document's
@@ -154,8 +155,9 @@ impl Modify for CommonErrors {
             ("429", "Rate limited (`rate_limited`); see Retry-After"),
             (
                 "503",
-                "Unavailable: no leader, not a member, too many connections (`no_leader`, `not_a_member`, \
-                 `too_many_connections`, `unavailable`); see Retry-After",
+                "Unavailable: no leader, not a member, too many connections, the leader's clock is off \
+                 (`no_leader`, `not_a_member`, `too_many_connections`, `unavailable`, `clock_skew`); see \
+                 Retry-After",
             ),
             ("500", "An internal error (`internal`)"),
         ];

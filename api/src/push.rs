@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 
 use gavel_storage::{AuctionEvent, AuctionId};
 
-use crate::json::now_ms;
 use crate::state::AppState;
 use crate::udp::{EventFrame, Push};
 
@@ -15,6 +14,7 @@ use crate::udp::{EventFrame, Push};
 /// auction and has not pushed that `seq` yet.
 pub fn push_event(s: &AppState, hosted: &mut BTreeMap<AuctionId, u64>, event: &AuctionEvent) {
     let me = s.worker.node_id;
+    let now = s.now_ms();
     let (ends_at, targets) = {
         let st = s.sm.read();
         let Some(a) = st.book.auction(event.auction_id) else {
@@ -23,7 +23,6 @@ pub fn push_event(s: &AppState, hosted: &mut BTreeMap<AuctionId, u64>, event: &A
         if a.worker != Some(me) {
             return;
         }
-        let now = now_ms();
         let targets: Vec<SocketAddr> = st
             .book
             .subscribers(a.id, now)

@@ -170,6 +170,12 @@ impl AppState {
         )))
     }
 
+    /// Cluster time, ms since the Unix epoch: what this node compares auction times with
+    /// (see `gavel_raft::clock`).
+    pub fn now_ms(&self) -> u64 {
+        self.door.cluster_now_ms()
+    }
+
     /// Whether this node has been removed from the cluster.
     pub fn is_removed(&self) -> bool {
         self.removed_at.load(Ordering::Relaxed) != 0

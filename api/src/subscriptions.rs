@@ -37,7 +37,7 @@ use utoipa::ToSchema;
 use crate::auctions::{propose, IdempotencyKey};
 use crate::auth::{authenticate, Authenticated};
 use crate::error::ApiError;
-use crate::json::{now_ms, parse_json, rfc3339, ApiPath};
+use crate::json::{parse_json, rfc3339, ApiPath};
 use crate::openapi::ErrorBody;
 use crate::request::RawRequest;
 use crate::state::AppState;
@@ -185,7 +185,7 @@ fn parse_udp(addr: &str) -> Result<SocketAddr, ApiError> {
 fn holds(s: &AppState, auction_id: u64, addr: &SocketAddr, account: &str) -> bool {
     s.sm.read()
         .book
-        .subscription_owner(auction_id, &addr.to_string(), now_ms())
+        .subscription_owner(auction_id, &addr.to_string(), s.now_ms())
         .is_some_and(|owner| owner == account)
 }
 
@@ -217,7 +217,7 @@ fn challenge(
     }
     s.sm.read()
         .book
-        .admits_subscription(auction_id, &addr.to_string(), auth.name(), now_ms())
+        .admits_subscription(auction_id, &addr.to_string(), auth.name(), s.now_ms())
         .map_err(ApiError::Rejected)?;
     let Some(cookie) = s.proofs.start(addr, auction_id, auth.caller.clone(), ttl_secs)? else {
         return Ok(false);
@@ -364,7 +364,7 @@ async fn commit(s: &AppState, change: Change) -> Result<(), String> {
     };
     match s
         .door
-        .write(Command::new(now_ms(), op).with_caller(change.caller))
+        .write(Command::new(s.now_ms(), op).with_caller(change.caller))
         .await
     {
         Ok(BookResponse::Rejected(r)) => Err(r.code().to_string()),
@@ -435,10 +435,10 @@ async fn on_subscribe(s: &AppState, frame: SubscribeFrame, from: SocketAddr) -> 
         let left_ms =
             s.sm.read()
                 .book
-                .subscribers(frame.auction_id, now_ms())
+                .subscribers(frame.auction_id, s.now_ms())
                 .iter()
                 .find(|(a, _)| *a == from.to_string())
-                .map_or(0, |(_, expires)| expires.saturating_sub(now_ms()));
+                .map_or(0, |(_, expires)| expires.saturating_sub(s.now_ms()));
         if left_ms > u64::from(frame.ttl_secs) * 500 {
             return Ok(());
         }

@@ -55,6 +55,10 @@ pub enum ClusterError {
     /// No live worker has room for a new auction.
     #[error("{0}")]
     NoCapacity(String),
+    /// The leader stamps no command: its clock is `offset_ms` off the majority's, or no
+    /// majority agrees on the time (`None`). See [`crate::clock`].
+    #[error("{message}")]
+    ClockSkew { offset_ms: Option<i64>, message: String },
 }
 
 fn forward(f: ForwardToLeader<TypeConfig>) -> ClusterError {
@@ -223,10 +227,49 @@ pub async fn hand_off_leadership(raft: &Raft, timeout: Duration) -> Option<u64> 
         .filter(|id| *id != me)
         .max_by_key(|id| matched_index(&m, *id))?;
     tracing::info!(to, "handing the leadership over before stopping");
-    if let Err(e) = raft.trigger().transfer_leader(to).await {
-        tracing::warn!(error = %e, "could not hand the leadership over");
-        return None;
+    match transfer(raft, to, timeout).await {
+        Ok(leader) => {
+            tracing::info!(leader, "leadership handed over");
+            Some(leader)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the leadership was not handed over; stopping anyway");
+            None
+        }
     }
+}
+
+/// On the leader: asks voter `to` to take the leadership over, and waits (up to
+/// `timeout`) until another node leads. Returns the leader then (usually `to`; a node
+/// that cannot stamp commands, see [`crate::clock`], hands it on at once).
+pub async fn move_leader(raft: &Raft, to: u64, timeout: Duration) -> Result<u64, ClusterError> {
+    let m = raft.metrics().borrow_watched().clone();
+    if m.state != ServerState::Leader {
+        return Err(ClusterError::NotLeader { leader: leader(raft) });
+    }
+    let membership = m.membership_config.membership();
+    if membership.get_node(&to).is_none() {
+        return Err(ClusterError::NotFound(format!("node {to} is not a member")));
+    }
+    if !membership.voter_ids().any(|v| v == to) {
+        return Err(ClusterError::Conflict(format!(
+            "node {to} is a learner; only a voter can lead"
+        )));
+    }
+    if to == m.id {
+        return Ok(to);
+    }
+    tracing::info!(to, "moving the leadership, as asked");
+    transfer(raft, to, timeout).await
+}
+
+/// Triggers the transfer to `to` and waits until another node leads.
+async fn transfer(raft: &Raft, to: u64, timeout: Duration) -> Result<u64, ClusterError> {
+    let me = raft.metrics().borrow_watched().id;
+    raft.trigger()
+        .transfer_leader(to)
+        .await
+        .map_err(|e| ClusterError::Unavailable(format!("could not hand the leadership over: {e}")))?;
     let handed = raft
         .wait(Some(timeout))
         .metrics(
@@ -235,14 +278,11 @@ pub async fn hand_off_leadership(raft: &Raft, timeout: Duration) -> Option<u64> 
         )
         .await;
     match handed {
-        Ok(m) => {
-            tracing::info!(leader = ?m.current_leader, "leadership handed over");
-            m.current_leader
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "the leadership was not handed over in time; stopping anyway");
-            None
-        }
+        Ok(m) => Ok(m.current_leader.unwrap_or(to)),
+        Err(e) => Err(ClusterError::Unavailable(format!(
+            "node {to} did not take the leadership over within {} ms ({e}); retry",
+            timeout.as_millis()
+        ))),
     }
 }
 

@@ -5,10 +5,13 @@
 //! [`Command`] handed to [`FrontDoor::write`]. So are the other requests only the leader
 //! can answer: a read index, a worker's heartbeat, a membership change, worker liveness.
 //!
-//! - **On the leader** a write is *admitted*: stamped with the leader's clock (apply's
-//!   only time source), placed on a live worker if it creates an auction, refused at once
-//!   if it is a bid already below the applied price (see `AuctionBook::refuses_early`),
-//!   and otherwise proposed through the group commit ([`crate::proposer`]).
+//! - **On the leader** a write is *admitted*: stamped with cluster time (apply's only
+//!   time source: the leader's clock, checked against a majority of the voters' by
+//!   [`crate::clock`]; a leader whose clock is off waits up to [`STAMP_WAIT_MS`] for its
+//!   hand-off and then refuses with [`ClusterError::ClockSkew`]), placed on a live
+//!   worker if it creates an auction, refused at once if it is a bid already below the
+//!   applied price (see `AuctionBook::refuses_early`), and otherwise proposed through
+//!   the group commit ([`crate::proposer`]).
 //! - **On a follower** the typed request travels to the leader over node RPC
 //!   (`POST /raft/forward`, bincode, the cluster secret; see [`crate::rpc`]) and the
 //!   leader admits it there. The follower has already parsed, validated and
@@ -18,7 +21,9 @@
 //!   command's index.
 //! - A node that gets a forwarded request and does not lead answers
 //!   [`ClusterError::NotLeader`]; it never forwards again, so nothing loops during an
-//!   election. A leader that could not be reached is the same error naming it.
+//!   election. A leader that could not be reached is the same error naming it. When the
+//!   node asked answers that another node leads now, the request (which it did not
+//!   execute) is sent there once more.
 //!
 //! Reads that must be linearizable ask the leader for its read index the same way, wait
 //! until this node has applied that far, and read locally (openraft's follower read).
@@ -32,7 +37,8 @@ use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{self, ClusterError};
+use crate::clock::{self, ClockSamples, ClockView};
+use crate::cluster::{self, ClusterError, NodeAddr};
 use crate::network::HttpNetwork;
 use crate::proposer::Proposer;
 use crate::rpc::LeaderContact;
@@ -48,6 +54,15 @@ pub const READ_INDEX_WAIT_MS: u64 = 5_000;
 pub const WORKER_WAIT_MS: u64 = 2_000;
 /// How often that wait looks again.
 const WORKER_POLL_MS: u64 = 20;
+/// How long a leader that cannot stamp a command (its clock is off, or the voters do not
+/// agree on the time yet) holds a write: a newly elected leader gathers its voters'
+/// clocks, a skewed one hands its leadership over, within this.
+pub const STAMP_WAIT_MS: u64 = 1_000;
+/// How often that wait looks again.
+const STAMP_POLL_MS: u64 = 10;
+/// How long moving the leadership (`POST /v1/cluster/leader`) waits for another node to
+/// lead.
+pub const MOVE_LEADER_WAIT_MS: u64 = 5_000;
 
 /// What a follower asks of the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +82,10 @@ pub enum Forwarded {
     },
     /// The leader's view of worker liveness.
     Workers,
+    /// Hand the leadership to voter `to`.
+    MoveLeader {
+        to: NodeId,
+    },
 }
 
 /// The leader's answer to a [`Forwarded`] request.
@@ -77,6 +96,8 @@ pub enum Answer {
     ReadIndex(u64),
     Done,
     Workers(Vec<workers::Liveness>),
+    /// Who leads after a move.
+    Leader(NodeId),
 }
 
 /// This node's settings for the front door.
@@ -91,6 +112,8 @@ pub struct FrontDoorConfig {
     pub idempotency_limits: IdempotencyLimits,
     /// When it leads: archive auctions closed this long ago.
     pub archive_after: Duration,
+    /// A leader whose clock is further than this from the majority's stamps no command.
+    pub max_clock_skew_ms: u64,
 }
 
 /// Counters for `/metrics`.
@@ -115,6 +138,8 @@ pub struct Inner {
     pub contact: Arc<LeaderContact>,
     pub counters: DoorCounters,
     pub config: FrontDoorConfig,
+    /// The peers' clocks as this node's node RPC round trips saw them.
+    pub clock: Arc<ClockSamples>,
     proposer: Proposer,
     pub(crate) network: HttpNetwork,
 }
@@ -142,6 +167,7 @@ impl FrontDoor {
             registry: Registry::new(config.worker_grace),
             contact: Arc::new(LeaderContact::default()),
             counters: DoorCounters::default(),
+            clock: network.clock(),
             raft,
             sm,
             config,
@@ -156,6 +182,32 @@ impl FrontDoor {
 
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// This node's clock against the cluster's, now (see [`crate::clock`]).
+    pub fn clock_view(&self) -> ClockView {
+        let (leader, voters) = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            let leader = match m.state {
+                ServerState::Leader => Some(m.id),
+                _ => m.current_leader.filter(|l| *l != m.id),
+            };
+            (leader, m.membership_config.membership().voter_ids().collect())
+        };
+        clock::evaluate(
+            &self.clock,
+            self.config.node_id,
+            &voters,
+            leader,
+            self.config.max_clock_skew_ms,
+        )
+    }
+
+    /// Cluster time, ms since the Unix epoch: what this node compares auction times with
+    /// (its own clock when it knows no better).
+    pub fn cluster_now_ms(&self) -> u64 {
+        self.clock_view().now_ms()
     }
 
     /// Commits `cmd` (admitted by the leader, wherever it came in) and returns its
@@ -254,6 +306,24 @@ impl FrontDoor {
             .map(|_| ())
     }
 
+    /// Hands the leadership to voter `to`; answers who leads then.
+    pub async fn move_leader(&self, to: NodeId) -> Result<NodeId, ClusterError> {
+        let wait = Duration::from_millis(MOVE_LEADER_WAIT_MS);
+        if self.is_leader() {
+            match cluster::move_leader(&self.raft, to, wait).await {
+                Err(ClusterError::NotLeader { .. }) => {}
+                done => return done,
+            }
+        }
+        match self
+            .forward(Forwarded::MoveLeader { to }, MOVE_LEADER_WAIT_MS + FORWARD_TIMEOUT_MS)
+            .await?
+        {
+            Answer::Leader(id) => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The leader's view of worker liveness.
     pub async fn workers(&self) -> Result<Vec<workers::Liveness>, ClusterError> {
         if self.is_leader() {
@@ -286,13 +356,18 @@ impl FrontDoor {
             }
             Forwarded::RemoveNode { id } => self.remove_here(id).await.map(|()| Answer::Done),
             Forwarded::Workers => Ok(Answer::Workers(workers::liveness(self))),
+            Forwarded::MoveLeader { to } => {
+                cluster::move_leader(&self.raft, to, Duration::from_millis(MOVE_LEADER_WAIT_MS))
+                    .await
+                    .map(Answer::Leader)
+            }
         }
     }
 
-    /// On the leader: the leader's time, a worker for a new auction, the early refusal,
-    /// then the group commit.
+    /// On the leader: cluster time, a worker for a new auction, the early refusal, then
+    /// the group commit.
     async fn admit(&self, mut cmd: Command) -> Result<(Option<u64>, Response), ClusterError> {
-        cmd.ts_ms = now_ms();
+        cmd.ts_ms = self.stamp().await?;
         if let Op::CreateAuction {
             worker: worker @ None, ..
         }
@@ -310,6 +385,38 @@ impl FrontDoor {
         }
         let (log_id, response) = self.proposer.write(cmd).await?;
         Ok((Some(log_id.index), response))
+    }
+
+    /// On the leader: the time to stamp on a command. A leader that cannot stamp one yet
+    /// waits up to [`STAMP_WAIT_MS`]: for its voters' clock samples (just elected), or
+    /// for its leadership to move (its clock is off). Once another node leads, the answer
+    /// is [`ClusterError::NotLeader`] naming it (nothing was appended: the caller sends
+    /// the command there); past the wait it is [`ClusterError::ClockSkew`].
+    async fn stamp(&self) -> Result<u64, ClusterError> {
+        let deadline = std::time::Instant::now() + Duration::from_millis(STAMP_WAIT_MS);
+        loop {
+            let problem = if self.is_leader() {
+                match self.clock_view().stamp() {
+                    Ok(ts_ms) => return Ok(ts_ms),
+                    Err(problem) => Some(problem),
+                }
+            } else {
+                match cluster::leader(&self.raft).filter(|l| l.id != self.config.node_id) {
+                    Some(leader) => return Err(ClusterError::NotLeader { leader: Some(leader) }),
+                    None => None,
+                }
+            };
+            if std::time::Instant::now() >= deadline {
+                return Err(match problem {
+                    Some(problem) => ClusterError::ClockSkew {
+                        offset_ms: problem.offset_ms(),
+                        message: problem.message(self.config.max_clock_skew_ms),
+                    },
+                    None => ClusterError::NotLeader { leader: None },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(STAMP_POLL_MS)).await;
+        }
     }
 
     /// On the leader: the worker to place a new auction on, waiting briefly for one.
@@ -354,13 +461,27 @@ impl FrontDoor {
             Some(l) if l.id != self.config.node_id => l,
             _ => return Err(ClusterError::NotLeader { leader: None }),
         };
+        match self.forward_to(&leader, &req, timeout_ms).await {
+            // The node asked did nothing and names another leader (a hand-off just
+            // happened): ask that one, once.
+            Err(ClusterError::NotLeader { leader: Some(next) })
+                if next.id != leader.id && next.id != self.config.node_id =>
+            {
+                self.forward_to(&next, &req, timeout_ms).await
+            }
+            done => done,
+        }
+    }
+
+    /// Sends `req` to `leader`; a leader that cannot be reached is `NotLeader` naming it.
+    async fn forward_to(&self, leader: &NodeAddr, req: &Forwarded, timeout_ms: u64) -> Result<Answer, ClusterError> {
         self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
         let answer: Result<Answer, ClusterError> = self
             .network
             .call_node(
-                &leader,
+                leader,
                 crate::rpc::RPC_FORWARD_PATH,
-                &req,
+                req,
                 Duration::from_millis(timeout_ms),
             )
             .await

@@ -16,7 +16,7 @@ use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::ServerState;
 use tokio::sync::watch;
 
-use crate::front_door::{now_ms, FrontDoor};
+use crate::front_door::FrontDoor;
 
 /// How often the leader looks for housekeeping to do.
 pub const HOUSEKEEPING_INTERVAL_MS: u64 = 2_000;
@@ -47,7 +47,7 @@ pub async fn run_housekeeping(door: FrontDoor, mut stop: watch::Receiver<bool>) 
 
 /// One `Housekeeping` if anything is due; whether another should follow at once.
 async fn round(door: &FrontDoor) -> bool {
-    let now = now_ms();
+    let now = door.cluster_now_ms();
     let cutoff = now.saturating_sub(door.config.archive_after.as_millis() as u64);
     if !door.sm.read().book.housekeeping_due(cutoff, now) {
         return false;

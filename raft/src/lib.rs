@@ -9,12 +9,16 @@
 //! - [`proposer`]: the leader's group commit.
 //! - [`workers`]: the worker registry (liveness, re-reports, registration) and the
 //!   leader's reassignment loop.
+//! - [`clock`]: cluster time: the peers' clocks sampled on node RPC round trips, the
+//!   time a majority of voters agree on (Marzullo), and the leader that stops stamping
+//!   commands and hands over when its clock is off.
 //! - [`housekeeping`]: the leader's loop that archives closed auctions and drops
 //!   expired keys and subscriptions.
-//! - [`metrics`]: Prometheus metrics of the commit path.
+//! - [`metrics`]: Prometheus metrics of the commit path and the clock.
 //! - [`cluster`]: the Raft calls beneath: one write, read barriers, membership changes,
 //!   the leadership hand-off, and their errors.
 
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod front_door;

@@ -83,6 +83,9 @@ pub fn register() {
     LazyLock::force(&PROPOSER_QUEUE);
     LazyLock::force(&REPLICATION_LAG);
     LazyLock::force(&LEADER_CHANGES);
+    LazyLock::force(&CLOCK_OFFSET_MS);
+    LazyLock::force(&CLOCK_SKEWED);
+    LazyLock::force(&CLOCK_SYNCHRONIZED);
 }
 
 /// Sets the gauges read at scrape time: the proposer's queue and, on the leader, each
@@ -135,3 +138,30 @@ pub async fn run_leader_watch(raft: Raft, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+
+/// This node's clock minus cluster time (see [`crate::clock`]).
+pub static CLOCK_OFFSET_MS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "gavel_clock_offset_ms",
+        "This node's wall clock minus cluster time in ms (on the leader: the time a majority of voters agree on; on a follower: the leader's). 0 while unknown (see gavel_clock_synchronized)."
+    )
+    .expect("metric registers once")
+});
+
+/// 1 while this node's clock is more than `max_clock_skew_ms` from cluster time.
+pub static CLOCK_SKEWED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "gavel_clock_skewed",
+        "1 while this node's clock is more than max_clock_skew_ms from cluster time: as leader it stamps no command and hands its leadership over."
+    )
+    .expect("metric registers once")
+});
+
+/// 1 while this node knows cluster time.
+pub static CLOCK_SYNCHRONIZED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "gavel_clock_synchronized",
+        "1 while this node knows cluster time: as leader, a majority of voters agree on it within max_clock_skew_ms; as follower, it has a fresh sample of the leader's."
+    )
+    .expect("metric registers once")
+});

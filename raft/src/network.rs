@@ -6,6 +6,9 @@
 //! The response body is the bincode of `Result<Response, RaftError>` as the peer's Raft
 //! returned it. One `reqwest::Client` (a keep-alive connection pool) serves all peers.
 //!
+//! Every answer carries the peer's wall clock (see [`crate::clock`]); each round trip
+//! is recorded in the node's [`ClockSamples`].
+//!
 //! Failures are reported the way openraft backs off on: a connection that cannot be made,
 //! or a peer that refuses our secret, is `Unreachable` (openraft waits before retrying);
 //! anything else in transport is a `NetworkError`; an error returned by the peer's Raft is
@@ -29,6 +32,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::clock::{wall_us, ClockSamples, CLOCK_HEADER, CLUSTER_TIME_HEADER};
 use crate::rpc::{RPC_APPEND_PATH, RPC_PRE_VOTE_PATH, RPC_SNAPSHOT_PATH, RPC_TRANSFER_LEADER_PATH, RPC_VOTE_PATH};
 
 pub const CONNECT_TIMEOUT_MS: u64 = 500;
@@ -40,6 +44,8 @@ pub struct HttpNetwork {
     client: reqwest::Client,
     secret: Arc<str>,
     scheme: &'static str,
+    /// The peers' clocks as this node's round trips saw them.
+    clock: Arc<ClockSamples>,
 }
 
 impl HttpNetwork {
@@ -61,7 +67,23 @@ impl HttpNetwork {
             client: builder.build().map_err(|e| e.to_string())?,
             secret: secret.into(),
             scheme: crate::tls::scheme(tls),
+            clock: Arc::default(),
         })
+    }
+
+    /// The clock samples this network records.
+    pub fn clock(&self) -> Arc<ClockSamples> {
+        self.clock.clone()
+    }
+
+    fn peer(&self, target: u64, addr: &str) -> Peer {
+        Peer {
+            target,
+            base: format!("{}://{addr}", self.scheme),
+            client: self.client.clone(),
+            secret: self.secret.clone(),
+            clock: self.clock.clone(),
+        }
     }
 }
 
@@ -79,15 +101,12 @@ impl HttpNetwork {
         Req: Serialize,
         Answer: DeserializeOwned,
     {
-        let peer = Peer {
-            target: to.id,
-            base: format!("{}://{}", self.scheme, to.addr),
-            client: self.client.clone(),
-            secret: self.secret.clone(),
-        };
-        peer.call(path, req, timeout).await.map_err(|t| match t {
-            Transport::Unreachable(e) | Transport::Network(e) => e.to_string(),
-        })
+        self.peer(to.id, &to.addr)
+            .call(path, req, timeout)
+            .await
+            .map_err(|t| match t {
+                Transport::Unreachable(e) | Transport::Network(e) => e.to_string(),
+            })
     }
 }
 
@@ -95,12 +114,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
-        Peer {
-            target,
-            base: format!("{}://{}", self.scheme, node.addr),
-            client: self.client.clone(),
-            secret: self.secret.clone(),
-        }
+        self.peer(target, &node.addr)
     }
 }
 
@@ -109,6 +123,7 @@ pub struct Peer {
     base: String,
     client: reqwest::Client,
     secret: Arc<str>,
+    clock: Arc<ClockSamples>,
 }
 
 /// A transport failure: the peer could not be reached (openraft backs off), or the
@@ -145,6 +160,7 @@ impl Peer {
     {
         let body = bincode::serde::encode_to_vec(req, bincode_config())
             .map_err(|e| Transport::Network(io::Error::other(e)))?;
+        let t_send_us = wall_us();
         let response = self
             .client
             .post(format!("{}{path}", self.base))
@@ -161,6 +177,7 @@ impl Peer {
                     Transport::Network(io::Error::other(e))
                 }
             })?;
+        self.record_clock(t_send_us, wall_us(), response.headers());
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(Transport::Unreachable(io::Error::new(
@@ -180,6 +197,15 @@ impl Peer {
             .await
             .map_err(|e| Transport::Network(io::Error::other(e)))?;
         crate::rpc::decode_rpc(&bytes).map_err(|e| Transport::Network(io::Error::other(e)))
+    }
+
+    /// Records the round trip's clock sample, if the peer sent its clock.
+    fn record_clock(&self, t_send_us: i64, t_recv_us: i64, headers: &reqwest::header::HeaderMap) {
+        let read = |name: &str| headers.get(name)?.to_str().ok()?.parse::<i64>().ok();
+        if let Some(t_peer_us) = read(CLOCK_HEADER) {
+            self.clock
+                .record(self.target, t_send_us, t_recv_us, t_peer_us, read(CLUSTER_TIME_HEADER));
+        }
     }
 
     /// An RPC whose answer is `Result<Resp, RaftError>`.

@@ -2,7 +2,10 @@
 //!
 //! Every route requires the cluster secret (`Authorization: Bearer <secret>`); a request
 //! without it, or with a wrong one, gets 401 and never reaches Raft. Bodies are bincode
-//! (see [`crate::network`]); an undecodable body gets 400.
+//! (see [`crate::network`]); an undecodable body gets 400. Every answer carries this
+//! node's wall clock, and a leader's also its cluster time (headers
+//! [`crate::clock::CLOCK_HEADER`], [`crate::clock::CLUSTER_TIME_HEADER`]): the caller's
+//! clock samples.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -140,6 +143,7 @@ pub fn router(door: FrontDoor, secret: Option<Arc<str>>, require_peer_cert: bool
             (secret, require_peer_cert),
             require_secret,
         ))
+        .layer(middleware::from_fn_with_state(door.clone(), stamp_clock))
         .with_state(RpcState {
             raft: door.raft.clone(),
             contact: door.contact.clone(),
@@ -161,6 +165,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .routes(routes!(archive))
         .split_for_parts();
     spec
+}
+
+/// Adds this node's clock (and a leader's cluster time) to every answer, read as the
+/// answer leaves: the caller's round trip brackets that moment.
+async fn stamp_clock(State(door): State<FrontDoor>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let (local_us, cluster_us) = match door.is_leader() {
+        true => {
+            let view = door.clock_view();
+            (view.local_us, view.advertised_us())
+        }
+        false => (crate::clock::wall_us(), None),
+    };
+    let headers = response.headers_mut();
+    headers.insert(crate::clock::CLOCK_HEADER, local_us.into());
+    if let Some(cluster_us) = cluster_us {
+        headers.insert(crate::clock::CLUSTER_TIME_HEADER, cluster_us.into());
+    }
+    response
 }
 
 async fn require_secret(

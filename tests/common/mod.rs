@@ -84,7 +84,7 @@ pub struct TestNode {
     pub log_path: PathBuf,
     /// `http`, or `https` in a cluster started with TLS.
     pub scheme: &'static str,
-    /// Extra environment of the process.
+    /// Extra environment of the process (e.g. libfaketime's, a `GAVEL_*` override).
     pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
@@ -180,6 +180,8 @@ pub struct TestCluster {
     pub scheme: &'static str,
     /// Extra environment for the nodes added from now on.
     pub env: Vec<(String, String)>,
+    /// Extra environment of each node's process, by node id.
+    pub node_env: BTreeMap<u64, Vec<(String, String)>>,
 }
 
 impl TestCluster {
@@ -197,6 +199,7 @@ impl TestCluster {
             tokens: Default::default(),
             scheme: "http",
             env: Vec::new(),
+            node_env: BTreeMap::new(),
         }
     }
 
@@ -204,6 +207,15 @@ impl TestCluster {
     /// are voters.
     pub async fn start(n: u64, extra_config: &str) -> Self {
         Self::start_with(n, extra_config, false).await
+    }
+
+    /// Like [`TestCluster::start`], each node's process with the extra environment
+    /// `node_env` gives it (by node id).
+    pub async fn start_with_env(n: u64, extra_config: &str, node_env: BTreeMap<u64, Vec<(String, String)>>) -> Self {
+        let mut c = TestCluster::new(extra_config);
+        c.node_env = node_env;
+        c.start_nodes(n).await;
+        c
     }
 
     /// Like [`TestCluster::start`]; with `proxied`, every node sits behind a proxy.
@@ -313,7 +325,12 @@ impl TestCluster {
             config,
             log_path,
             scheme: self.scheme,
-            env: self.env.clone(),
+            env: self
+                .env
+                .iter()
+                .chain(self.node_env.get(&id).into_iter().flatten())
+                .cloned()
+                .collect(),
             child: None,
         };
         prepare(&node);
@@ -569,7 +586,7 @@ fn spawn(node: &mut TestNode) {
     let child = Command::new(gavel_bin())
         .args(["serve", "--config", node.config.to_str().unwrap()])
         .env("RUST_LOG", "info,openraft=warn,sled=warn")
-        .envs(node.env.iter().map(|(k, v)| (k, v)))
+        .envs(node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
