@@ -174,9 +174,10 @@ export const newIdempotencyKey = () => `web-${randomId(16)}`;
 
 export const api = {
   account: (token) => request('GET', '/v1/account', { token }),
-  listAuctions: ({ status, limit = 100, after, signal } = {}) => {
+  listAuctions: ({ status, limit = 100, after, archived, signal } = {}) => {
     const q = new URLSearchParams();
     if (status) q.set('status', status);
+    if (archived != null) q.set('archived', String(archived));
     if (limit) q.set('limit', String(limit));
     if (after != null) q.set('after', String(after));
     return request('GET', `/v1/auctions?${q}`, { signal });

@@ -429,7 +429,7 @@ pub async fn run_clock_watch(door: FrontDoor, mut stop: watch::Receiver<bool>) {
         }
         let view = door.clock_view();
         let leading = door.raft.metrics().borrow_watched().state == ServerState::Leader;
-        crate::metrics::CLOCK_OFFSET_MS.set(view.offset_ms().unwrap_or(0));
+        crate::metrics::CLOCK_OFFSET_SECONDS.set(view.offset_ms().unwrap_or(0) as f64 / 1000.0);
         crate::metrics::CLOCK_SKEWED.set(i64::from(view.skewed()));
         crate::metrics::CLOCK_SYNCHRONIZED.set(i64::from(view.bounds_us.is_some()));
         let max_skew_ms = door.config.max_clock_skew_ms;

@@ -13,8 +13,8 @@ use openraft::async_runtime::watch::WatchReceiver as _;
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_int_counter, register_int_gauge, register_int_gauge_vec, Histogram, IntCounter,
-    IntGauge, IntGaugeVec,
+    register_gauge, register_histogram, register_int_counter, register_int_gauge, register_int_gauge_vec, Gauge,
+    Histogram, IntCounter, IntGauge, IntGaugeVec,
 };
 use tokio::sync::watch;
 
@@ -83,7 +83,7 @@ pub fn register() {
     LazyLock::force(&PROPOSER_QUEUE);
     LazyLock::force(&REPLICATION_LAG);
     LazyLock::force(&LEADER_CHANGES);
-    LazyLock::force(&CLOCK_OFFSET_MS);
+    LazyLock::force(&CLOCK_OFFSET_SECONDS);
     LazyLock::force(&CLOCK_SKEWED);
     LazyLock::force(&CLOCK_SYNCHRONIZED);
 }
@@ -139,11 +139,11 @@ pub async fn run_leader_watch(raft: Raft, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// This node's clock minus cluster time (see [`crate::clock`]).
-pub static CLOCK_OFFSET_MS: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
-        "gavel_clock_offset_ms",
-        "This node's wall clock minus cluster time in ms (on the leader: the time a majority of voters agree on; on a follower: the leader's). 0 while unknown (see gavel_clock_synchronized)."
+/// This node's clock minus cluster time, in seconds (see [`crate::clock`]).
+pub static CLOCK_OFFSET_SECONDS: LazyLock<Gauge> = LazyLock::new(|| {
+    register_gauge!(
+        "gavel_clock_offset_seconds",
+        "This node's wall clock minus cluster time (on the leader: the time a majority of voters agree on; on a follower: the leader's). 0 while unknown (see gavel_clock_synchronized)."
     )
     .expect("metric registers once")
 });

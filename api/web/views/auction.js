@@ -259,8 +259,11 @@ export function mount(root, { params, setTitle, toast }) {
       lastStatus = status;
       el.status.textContent = status;
       el.status.className = `badge badge-${status}`;
-      el.status.title = STATUS_LABEL[status] ?? status;
+      el.status.title = a.archived
+        ? `${STATUS_LABEL[status] ?? status} — archived: moved from memory to the archive on disk`
+        : STATUS_LABEL[status] ?? status;
       container.dataset.status = status;
+      container.dataset.archived = a.archived ? 'true' : 'false';
       renderBidForm();
     }
     const starts = parseTime(a.starts_at);

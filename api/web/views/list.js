@@ -53,7 +53,7 @@ export function mount(root, { query, navigate }) {
   const heading = h('div', { class: 'page-head' },
     h('div', null,
       h('h1', null, 'Auctions'),
-      h('p', { class: 'muted' }, 'Live from the cluster. Prices and time left update by themselves.')),
+      h('p', { class: 'muted' }, 'Live from the cluster. Prices and time left update by themselves. Auctions closed more than a day ago are archived: open one by its number (#/auctions/ID).')),
     hasRole('seller') ? h('a', { href: '#/new', class: 'btn btn-primary' }, '+ New auction') : null);
 
   root.appendChild(h('div', { class: 'stack-lg' },
@@ -71,7 +71,9 @@ export function mount(root, { query, navigate }) {
       let after = null;
       let more = true;
       while (more && items.length < MAX_ITEMS) {
-        const page = await api.listAuctions({ status: status === 'all' ? null : status, limit: PAGE, after, signal });
+        // Only what the node holds in memory: open auctions and those closed within
+        // archive_after_secs (a day by default). Archived ones stay readable by id.
+        const page = await api.listAuctions({ status: status === 'all' ? null : status, limit: PAGE, after, archived: false, signal });
         items.push(...page.auctions);
         after = page.next_after;
         more = after != null;
