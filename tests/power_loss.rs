@@ -24,8 +24,11 @@ use serde_json::{json, Value};
 
 /// Concurrent bidders, as in the report that found the problem.
 const BIDDERS: usize = 256;
+/// The load phase runs until this many bids are acknowledged (a busy CI machine needs
+/// longer than a quiet one), within the bounds below.
+const ACKED_WANTED: usize = 2_000;
 /// Bounds of the load phase.
-const LOAD_SECS: u64 = 8;
+const LOAD_SECS_MAX: u64 = 90;
 const LOAD_REQUESTS_MAX: usize = 40_000;
 
 #[tokio::test]
@@ -57,7 +60,7 @@ async fn a_power_cut_under_heavy_load_leaves_every_node_able_to_start() {
         .pool_max_idle_per_host(BIDDERS)
         .build()
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(LOAD_SECS);
+    let end = Instant::now() + Duration::from_secs(LOAD_SECS_MAX);
     let mut tasks = Vec::new();
     let mut names_and_tokens = Vec::new();
     for client in 0..BIDDERS {
@@ -76,7 +79,10 @@ async fn a_power_cut_under_heavy_load_leaves_every_node_able_to_start() {
             // Two bidders per auction take turns, each bidding the minimum.
             let mut amount = 1000u64;
             let mut turn = 0usize;
-            while Instant::now() < end && sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < LOAD_REQUESTS_MAX {
+            while Instant::now() < end
+                && acked.lock().unwrap().len() < ACKED_WANTED
+                && sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < LOAD_REQUESTS_MAX
+            {
                 let key = format!("{client:04}-{turn:08}-{}", "k".repeat(240));
                 let (name, token) = &pair[turn % 2];
                 let resp = http
@@ -107,7 +113,10 @@ async fn a_power_cut_under_heavy_load_leaves_every_node_able_to_start() {
     }
     let acked = acked.lock().unwrap().clone();
     log(&format!("{} bids acknowledged", acked.len()));
-    assert!(acked.len() > 1_000, "the load phase made too little progress");
+    assert!(
+        acked.len() >= ACKED_WANTED,
+        "the load phase made too little progress in {LOAD_SECS_MAX} s"
+    );
 
     for id in [1, 2, 3] {
         let blobs = blob_files(&cluster.node(id).data_dir);
