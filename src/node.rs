@@ -349,7 +349,7 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
             .await
             .with_context(|| format!("binding UDP {}", config.udp))?,
     );
-    let udp_addr = udp_socket.local_addr()?.to_string();
+    let udp_addr = udp_advertise(udp_socket.local_addr()?, &advertise);
     let broadcast = match &config.udp_broadcast {
         Some(target) => {
             udp_socket.set_broadcast(true)?;
@@ -451,6 +451,20 @@ pub async fn run_until(config: Config, mut stop: watch::Receiver<bool>) -> Resul
     Ok(())
 }
 
+/// The UDP address this worker registers (shown in `/v1/workers`, where clients find a
+/// node's port for subscribe datagrams): the bound one, or, bound on every interface
+/// (`udp = "0.0.0.0:7071"`, as on a multi-homed host), the advertised host at the bound
+/// port — `0.0.0.0:7071` would send a client on another machine to itself.
+fn udp_advertise(bound: std::net::SocketAddr, advertise: &str) -> String {
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    match advertise.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{}", bound.port()),
+        None => bound.to_string(),
+    }
+}
+
 /// Asks the member at `join` to add this node, until it says yes or refuses for good.
 async fn join_cluster(
     join: &str,
@@ -488,5 +502,27 @@ async fn join_cluster(
             Err(e) => tracing::warn!(error = %e, "cannot reach {join} yet; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(JOIN_RETRY_MS)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::udp_advertise;
+
+    #[test]
+    fn a_worker_bound_on_every_interface_registers_its_advertised_host() {
+        let cases = [
+            ("10.0.0.11:7071", "10.0.0.11:7070", "10.0.0.11:7071"),
+            ("0.0.0.0:7071", "10.0.0.11:7070", "10.0.0.11:7071"),
+            ("0.0.0.0:7171", "node1.example:7070", "node1.example:7171"),
+            ("[::]:7071", "[2001:db8::11]:7070", "[2001:db8::11]:7071"),
+        ];
+        for (bound, advertise, want) in cases {
+            assert_eq!(
+                udp_advertise(bound.parse().unwrap(), advertise),
+                want,
+                "{bound} {advertise}"
+            );
+        }
     }
 }

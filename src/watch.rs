@@ -3,10 +3,17 @@
 //!
 //! `--udp` (default) binds a local UDP socket, subscribes it over HTTP with the
 //! account's token (`--token`/`GAVEL_TOKEN`), answers the node's challenge from that
-//! socket to prove the address, and renews the subscription every third of its TTL. `--sse` reads the Server-Sent Events stream and
-//! reconnects with `Last-Event-ID` if the connection drops. Both stop after the closing
-//! event, or after `--count` events.
+//! socket to prove the address, and renews the subscription every third of its TTL. A
+//! `--listen` address on every interface (`0.0.0.0:0`) is subscribed as the local
+//! address the route to the node leaves from, so watching from another machine needs no
+//! address typed in. `--broadcast ADDR` subscribes nothing: it receives what the workers
+//! push to their `udp_broadcast` address (a subnet broadcast, or a multicast group it
+//! joins). `--sse` reads the Server-Sent Events stream and reconnects with
+//! `Last-Event-ID` if the connection drops. All stop after the closing event, or after
+//! `--count` events. With `--json`, a UDP event also names the address it came from (the
+//! worker that pushed it).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,8 +37,15 @@ pub struct WatchArgs {
     #[arg(long)]
     pub sse: bool,
     /// Local UDP address to receive on; it must be reachable from the hosting worker.
+    /// On every interface (`0.0.0.0:0`), the address subscribed is the one the route to
+    /// the node leaves from.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
+    /// Subscribe nothing: receive the datagrams workers push to their `udp_broadcast`
+    /// address, this one (a subnet broadcast such as 10.0.0.255:7200, received on every
+    /// interface, or a multicast group such as 239.255.7.1:7200, joined).
+    #[arg(long, value_name = "ADDR", conflicts_with = "sse")]
+    pub broadcast: Option<SocketAddr>,
     #[arg(long, default_value_t = 60)]
     pub ttl_secs: u32,
     /// API token of the account subscribing (UDP only; SSE is public).
@@ -118,11 +132,64 @@ async fn subscribe(http: &reqwest::Client, args: &WatchArgs, udp: &str) -> Resul
     Ok(())
 }
 
-async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
-    let socket = tokio::net::UdpSocket::bind(&args.listen)
+/// A socket receiving what workers push to `target`: bound on every interface at its
+/// port (a subnet broadcast reaches only such a socket), and a member of its group when
+/// `target` is a multicast address.
+async fn bind_broadcast(target: SocketAddr) -> Result<tokio::net::UdpSocket> {
+    let any: IpAddr = match target {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let socket = tokio::net::UdpSocket::bind((any, target.port()))
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let local = socket.local_addr()?.to_string();
+        .with_context(|| format!("binding UDP port {} to receive {target}", target.port()))?;
+    match target.ip() {
+        IpAddr::V4(group) if group.is_multicast() => socket
+            .join_multicast_v4(group, Ipv4Addr::UNSPECIFIED)
+            .with_context(|| format!("joining multicast group {group}"))?,
+        IpAddr::V6(group) if group.is_multicast() => socket
+            .join_multicast_v6(&group, 0)
+            .with_context(|| format!("joining multicast group {group}"))?,
+        _ => {}
+    }
+    Ok(socket)
+}
+
+/// The address to subscribe: the socket's own, or, for a socket bound on every
+/// interface, the local address the route to the node leaves from (what the node will
+/// see the confirm come from).
+async fn subscribe_address(socket: &tokio::net::UdpSocket, node: &str) -> Result<SocketAddr> {
+    let local = socket.local_addr()?;
+    if !local.ip().is_unspecified() {
+        return Ok(local);
+    }
+    let url = reqwest::Url::parse(&crate::client::base_url(node)).with_context(|| format!("--node {node:?}"))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    // An IPv6 host comes bracketed; lookup_host takes IP literals and names alike.
+    let host = url
+        .host_str()
+        .with_context(|| format!("--node {node:?} names no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let node_addr = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    let any: IpAddr = match node_addr {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    // Connecting a UDP socket sends nothing: it only picks the route and its source.
+    let probe = tokio::net::UdpSocket::bind((any, 0)).await?;
+    probe
+        .connect(node_addr)
+        .await
+        .with_context(|| format!("no route to {node_addr}"))?;
+    Ok(SocketAddr::new(probe.local_addr()?.ip(), local.port()))
+}
+
+async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
     // Renewals come every third of the TTL: idle connections must go before the
     // server's keep-alive closes them.
     let http = reqwest::Client::builder()
@@ -130,8 +197,23 @@ async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
             gavel_raft::network::CLIENT_POOL_IDLE_MS,
         ))
         .build()?;
-    subscribe(&http, args, &local).await?;
-    eprintln!("watching auction {} over UDP on {local}", args.auction_id);
+    // The subscribed address, when subscribing (renewed and proved below).
+    let (socket, subscribed) = match args.broadcast {
+        Some(target) => {
+            let socket = bind_broadcast(target).await?;
+            eprintln!("watching auction {} on the broadcast address {target}", args.auction_id);
+            (socket, None)
+        }
+        None => {
+            let socket = tokio::net::UdpSocket::bind(&args.listen)
+                .await
+                .with_context(|| format!("binding {}", args.listen))?;
+            let local = subscribe_address(&socket, &args.node).await?.to_string();
+            subscribe(&http, args, &local).await?;
+            eprintln!("watching auction {} over UDP on {local}", args.auction_id);
+            (socket, Some(local))
+        }
+    };
     let renew_every = Duration::from_secs(u64::from(args.ttl_secs.max(3)) / 3);
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
     let mut seq = Sequence { last: None, gaps: 0 };
@@ -139,16 +221,19 @@ async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
     let mut buf = [0u8; 1024];
     loop {
         tokio::select! {
-            _ = renew.tick() => {
-                if let Err(e) = subscribe(&http, args, &local).await {
-                    eprintln!("renewal failed: {e:#}");
+            _ = renew.tick(), if subscribed.is_some() => {
+                if let Some(local) = &subscribed {
+                    if let Err(e) = subscribe(&http, args, local).await {
+                        eprintln!("renewal failed: {e:#}");
+                    }
                 }
             }
             received = socket.recv_from(&mut buf) => {
                 let (n, from) = received?;
                 if n == gavel_api::udp::PROOF_LEN && buf.get(3) == Some(&KIND_CHALLENGE) {
-                    // The node asks this address to prove it wants the datagrams.
-                    if let Ok(challenge) = ProofFrame::decode(&buf[..n]) {
+                    // The node asks this address to prove it wants the datagrams (only
+                    // ever answered for a subscription this watch asked for).
+                    if let (Some(_), Ok(challenge)) = (&subscribed, ProofFrame::decode(&buf[..n])) {
                         if challenge.auction_id == args.auction_id {
                             let confirm = ProofFrame { confirm: true, ..challenge };
                             socket.send_to(&confirm.encode(), from).await?;
@@ -170,6 +255,7 @@ async fn watch_udp(args: &WatchArgs) -> Result<ExitCode> {
                 let v = json!({
                     "auction_id": frame.auction_id, "seq": frame.seq, "kind": kind_name(frame.kind), "ts_ms": frame.ts_ms,
                     "amount": frame.amount, "ends_at_ms": frame.ends_at_ms, "detail": frame.detail, "bidder": frame.bidder,
+                    "from": from.to_string(),
                 });
                 let who = if frame.bidder.is_empty() { String::new() } else { format!(" {}", frame.bidder) };
                 let line = match frame.kind {

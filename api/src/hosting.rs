@@ -125,8 +125,27 @@ fn refresh_hosting(s: &AppState, hosted: &mut BTreeMap<AuctionId, u64>) {
     for (id, seq) in now_mine {
         hosted.entry(id).or_insert_with(|| {
             tracing::info!(auction_id = id, "now hosting auction");
-            seq
+            pushed_before_gaining(&st.book.recent_events(id, 0), me, seq)
         });
+    }
+}
+
+/// The seq to count as pushed when this worker finds it hosts an auction it did not:
+/// just before the event that gave it the auction (its `reassigned`, or its creation),
+/// so that event and the ones after it are still pushed when they come out of the
+/// applied-event channel after this look at the book (the book is updated before its
+/// event reaches the worker loop). Without that event among the auction's recent ones
+/// (it is older), the current `seq`.
+fn pushed_before_gaining(recent: &[gavel_storage::AuctionEvent], me: NodeId, seq: u64) -> u64 {
+    use gavel_storage::EventKind;
+    let gained = recent.iter().rev().find_map(|e| match e.kind {
+        EventKind::Reassigned { worker } => Some((worker == Some(me)).then_some(e.seq)),
+        EventKind::Created => Some(Some(e.seq)),
+        _ => None,
+    });
+    match gained.flatten() {
+        Some(at) => at.saturating_sub(1).min(seq),
+        None => seq,
     }
 }
 
@@ -165,5 +184,47 @@ fn clock_target(op: &Op) -> AuctionId {
     match op {
         Op::OpenAuction { auction_id } | Op::CloseAuction { auction_id } => *auction_id,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gavel_storage::{AuctionEvent, EventKind};
+
+    use super::pushed_before_gaining;
+
+    fn event(seq: u64, kind: EventKind) -> AuctionEvent {
+        AuctionEvent {
+            auction_id: 7,
+            seq,
+            ts_ms: 1_000 + seq,
+            kind,
+        }
+    }
+
+    fn bid(seq: u64) -> AuctionEvent {
+        event(
+            seq,
+            EventKind::BidAccepted {
+                bid_id: seq,
+                bidder: "ann".into(),
+                price: 100 * seq,
+                leader: "ann".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_worker_that_gains_an_auction_pushes_from_the_event_that_gave_it() {
+        let moved = |to| event(4, EventKind::Reassigned { worker: Some(to) });
+        let history = vec![event(1, EventKind::Created), bid(2), bid(3), moved(2), bid(5)];
+        // Moved to worker 2 at seq 4: it pushes 4 and 5 when they reach its loop.
+        assert_eq!(pushed_before_gaining(&history, 2, 5), 3);
+        // Created on the worker: from the creation.
+        assert_eq!(pushed_before_gaining(&history[..3], 1, 3), 0);
+        // The latest move names another worker (this one's view is stale): nothing old.
+        assert_eq!(pushed_before_gaining(&history, 3, 5), 5);
+        // The gaining event is no longer among the recent ones: from the current seq.
+        assert_eq!(pushed_before_gaining(&[bid(300), bid(301)], 2, 301), 301);
     }
 }

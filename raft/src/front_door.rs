@@ -8,7 +8,8 @@
 //! - **On the leader** a write is *admitted*: stamped with cluster time (apply's only
 //!   time source: the leader's clock, checked against a majority of the voters' by
 //!   [`crate::clock`]; a leader whose clock is off waits up to [`STAMP_WAIT_MS`] for its
-//!   hand-off and then refuses with [`ClusterError::ClockSkew`]), placed on a live
+//!   hand-off and then refuses with [`ClusterError::ClockSkew`]; one cut off from its
+//!   voters refuses at once with [`ClusterError::NotLeader`]), placed on a live
 //!   worker if it creates an auction, refused at once if it is a bid already below the
 //!   applied price (see `AuctionBook::refuses_early`), and otherwise proposed through
 //!   the group commit ([`crate::proposer`]).
@@ -182,6 +183,20 @@ impl FrontDoor {
 
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// On the leader: no quorum of the voters has acknowledged it for longer than an
+    /// election timeout (a leader alone is its own quorum; one that has not heard from
+    /// a quorum yet, just elected, is not cut off).
+    fn cut_off(&self) -> bool {
+        use openraft::Instant as _;
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let alone = m.membership_config.membership().voter_ids().eq([m.id]);
+        let timeout = Duration::from_millis(self.raft.config().election_timeout_max);
+        m.state == ServerState::Leader
+            && !alone
+            && m.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() > timeout)
     }
 
     /// This node's clock against the cluster's, now (see [`crate::clock`]).
@@ -398,6 +413,11 @@ impl FrontDoor {
             let problem = if self.is_leader() {
                 match self.clock_view().stamp() {
                     Ok(ts_ms) => return Ok(ts_ms),
+                    // Cut off from its voters rather than off in time (their samples
+                    // aged out with the link): its lease is over, it could append
+                    // nothing, and the others elect a leader. Say that, not "check
+                    // the clocks".
+                    Err(_) if self.cut_off() => return Err(ClusterError::NotLeader { leader: None }),
                     Err(problem) => Some(problem),
                 }
             } else {

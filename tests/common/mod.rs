@@ -1,5 +1,7 @@
 //! `TestCluster`: real `gavel serve` processes on 127.0.0.1 with temporary data dirs,
 //! free ports, fast Raft timings, and helpers that wait on conditions with deadlines.
+//! A node given a [`NodeHost`] runs elsewhere instead: under a command prefix (`ip netns
+//! exec NS`), listening on every interface and advertising the host's address.
 //! Every process started here is killed by PID when the cluster is dropped.
 //! The root package's tests use it, and so do `gavel-bench`'s benchmarks and test
 //! (through `#[path]`), which find the server with [`gavel_bin`].
@@ -75,6 +77,23 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A node that runs on a host of its own (a network namespace the test made), not on
+/// 127.0.0.1.
+#[derive(Debug, Clone)]
+pub struct NodeHost {
+    /// The host's address: the node listens on every interface (`0.0.0.0:7070` for HTTP
+    /// and node RPC, `0.0.0.0:7071` for UDP, as `deploy/gavel.example.toml` does) and
+    /// advertises `ip:7070`.
+    pub ip: String,
+    /// What the node's command runs under, e.g. `["ip", "netns", "exec", "gvn7-1"]`; it
+    /// must exec the command (not fork it) so that the child's PID is the node's.
+    pub prefix: Vec<String>,
+}
+
+/// Ports of a node on its own host (nothing else listens there).
+pub const HOST_HTTP_PORT: u16 = 7070;
+pub const HOST_UDP_PORT: u16 = 7071;
+
 pub struct TestNode {
     pub id: u64,
     pub addr: String,
@@ -86,6 +105,8 @@ pub struct TestNode {
     pub scheme: &'static str,
     /// Extra environment of the process (e.g. libfaketime's, a `GAVEL_*` override).
     pub env: Vec<(String, String)>,
+    /// What the process runs under (empty: the binary itself), see [`NodeHost::prefix`].
+    pub prefix: Vec<String>,
     child: Option<Child>,
 }
 
@@ -182,6 +203,8 @@ pub struct TestCluster {
     pub env: Vec<(String, String)>,
     /// Extra environment of each node's process, by node id.
     pub node_env: BTreeMap<u64, Vec<(String, String)>>,
+    /// Nodes that run on hosts of their own, by node id (others run on 127.0.0.1).
+    pub hosts: BTreeMap<u64, NodeHost>,
 }
 
 impl TestCluster {
@@ -200,6 +223,7 @@ impl TestCluster {
             scheme: "http",
             env: Vec::new(),
             node_env: BTreeMap::new(),
+            hosts: BTreeMap::new(),
         }
     }
 
@@ -246,7 +270,7 @@ impl TestCluster {
     }
 
     /// Bootstraps node 1, waits for it and its first admin, and joins nodes 2..=n.
-    async fn start_nodes(&mut self, n: u64) {
+    pub async fn start_nodes(&mut self, n: u64) {
         let c = self;
         c.add_node(1, None, SECRET);
         c.wait_ready(1).await;
@@ -281,11 +305,20 @@ impl TestCluster {
         secret: &str,
         prepare: impl FnOnce(&TestNode),
     ) -> &mut TestNode {
-        let listen = format!("127.0.0.1:{}", free_port());
+        let host = self.hosts.get(&id).cloned();
+        let listen = match &host {
+            Some(_) => format!("0.0.0.0:{HOST_HTTP_PORT}"),
+            None => format!("127.0.0.1:{}", free_port()),
+        };
         // Behind a proxy, the node advertises the proxy and dials out from its own source
-        // address so the proxy can tell links apart.
-        let (addr, routing) = match &self.proxies {
-            Some(p) => {
+        // address so the proxy can tell links apart. On a host of its own, it advertises
+        // that host's address.
+        let (addr, routing) = match (&host, &self.proxies) {
+            (Some(h), _) => {
+                let addr = format!("{}:{HOST_HTTP_PORT}", h.ip);
+                (addr.clone(), format!("advertise = \"{addr}\"\n"))
+            }
+            (None, Some(p)) => {
                 let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 let addr = front.local_addr().unwrap().to_string();
                 p.spawn(id, front, listen.clone());
@@ -294,15 +327,21 @@ impl TestCluster {
                     format!("advertise = \"{addr}\"\nsource_ip = \"{}\"\n", proxy::source_ip(id)),
                 )
             }
-            None => (listen.clone(), String::new()),
+            (None, None) => (listen.clone(), String::new()),
         };
         let data_dir = self.dir.path().join(format!("node{id}"));
         let config = self.dir.path().join(format!("node{id}.toml"));
-        let udp = format!("127.0.0.1:{}", free_udp_port());
+        let (udp_bind, udp) = match &host {
+            Some(h) => (format!("0.0.0.0:{HOST_UDP_PORT}"), format!("{}:{HOST_UDP_PORT}", h.ip)),
+            None => {
+                let udp = format!("127.0.0.1:{}", free_udp_port());
+                (udp.clone(), udp)
+            }
+        };
         let admin_token_file = self.dir.path().join("admin.token");
         std::fs::write(&admin_token_file, ADMIN_TOKEN).unwrap();
         let mut text = format!(
-            "id = {id}\ndata_dir = {:?}\nlisten = \"{listen}\"\nudp = \"{udp}\"\ncluster_secret = \"{secret}\"\nlog_format = \"json\"\nadmin_token_file = {:?}\n{routing}",
+            "id = {id}\ndata_dir = {:?}\nlisten = \"{listen}\"\nudp = \"{udp_bind}\"\ncluster_secret = \"{secret}\"\nlog_format = \"json\"\nadmin_token_file = {:?}\n{routing}",
             data_dir.to_str().unwrap(),
             admin_token_file.to_str().unwrap(),
         );
@@ -331,6 +370,7 @@ impl TestCluster {
                 .chain(self.node_env.get(&id).into_iter().flatten())
                 .cloned()
                 .collect(),
+            prefix: host.map(|h| h.prefix).unwrap_or_default(),
             child: None,
         };
         prepare(&node);
@@ -583,7 +623,15 @@ fn spawn(node: &mut TestNode) {
         .append(true)
         .open(&node.log_path)
         .unwrap();
-    let child = Command::new(gavel_bin())
+    let mut command = match node.prefix.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(gavel_bin());
+            c
+        }
+        None => Command::new(gavel_bin()),
+    };
+    let child = command
         .args(["serve", "--config", node.config.to_str().unwrap()])
         .env("RUST_LOG", "info,openraft=warn,sled=warn")
         .envs(node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
