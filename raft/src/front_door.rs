@@ -64,6 +64,12 @@ const STAMP_POLL_MS: u64 = 10;
 /// How long moving the leadership (`POST /v1/cluster/leader`) waits for another node to
 /// lead.
 pub const MOVE_LEADER_WAIT_MS: u64 = 5_000;
+/// How long the leader waits for a proposed write to commit before it answers
+/// "unavailable" (it may still commit: the client retries with its Idempotency-Key). A
+/// leader cut off from its voters refuses new writes at once (see `cut_off`); this bounds
+/// the ones proposed just before the cut. Below [`FORWARD_TIMEOUT_MS`], so a follower
+/// forwarding the write hears the answer.
+pub const COMMIT_WAIT_MS: u64 = 10_000;
 
 /// What a follower asks of the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -398,7 +404,21 @@ impl FrontDoor {
             self.counters.refused_early.fetch_add(1, Ordering::Relaxed);
             return Ok((None, Response::Rejected(refused)));
         }
-        let (log_id, response) = self.proposer.write(cmd).await?;
+        // Cut off from its voters, this leader could append but never commit: the
+        // others elect a leader (or already have), and the caller goes there.
+        if self.cut_off() {
+            return Err(ClusterError::NotLeader { leader: None });
+        }
+        let commit = self.proposer.write(cmd);
+        let (log_id, response) = tokio::time::timeout(Duration::from_millis(COMMIT_WAIT_MS), commit)
+            .await
+            .map_err(|_| {
+                ClusterError::Unavailable(format!(
+                    "the write was not known to commit within {COMMIT_WAIT_MS} ms (is this \
+                     leader cut off from its voters?); it may still commit: retry with the \
+                     same Idempotency-Key"
+                ))
+            })??;
         Ok((Some(log_id.index), response))
     }
 
