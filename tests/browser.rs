@@ -174,8 +174,10 @@ async fn bid(client: &Client, amount: &str) -> String {
     wait_until(client, "the bid's answer", UI_DEADLINE, |c| {
         let before = before.clone();
         async move {
+            // Not "Placing your bid…" (kind "info"): the answer.
+            let kind = attr_of(&c, "[data-testid=bid-message]", "data-kind").await?;
             let now = text_of(&c, "[data-testid=bid-message]").await?;
-            (!now.trim().is_empty() && now != before).then_some(now)
+            (kind != "info" && !now.trim().is_empty() && now != before).then_some(now)
         }
     })
     .await

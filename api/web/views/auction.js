@@ -788,6 +788,8 @@ export function mount(root, { params, setTitle, toast }) {
   function say(kind, text) {
     saidAt = Date.now();
     el.message.className = `bid-message bid-message-${kind}`;
+    // 'info' while a bid is on its way; 'ok', 'warn' or 'error' once it is answered.
+    el.message.dataset.kind = kind;
     el.message.textContent = text;
   }
 
