@@ -130,9 +130,16 @@ pub async fn ready(State(s): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// How far applying may trail the commit index on a node that has caught up once, and
+/// still be ready. Entries committed a moment ago are normally being applied (under load
+/// a follower is almost always a few entries behind): without this, `/ready` flickers to
+/// 503 and a load balancer drops a healthy node. A node further behind is catching up.
+pub const READY_APPLY_LAG_MAX: u64 = 256;
+
 /// Whether this node is ready, and why (what `GET /ready`, the `gavel_ready` gauge and
-/// the systemd readiness notification all use): a live leader is known, everything this
-/// node knows to be committed is applied, and it is a member.
+/// the systemd readiness notification all use): a live leader is known, it is a member,
+/// and it has applied everything it knows to be committed — once, after it started;
+/// from then on, it stays within [`READY_APPLY_LAG_MAX`] entries of it.
 pub async fn readiness(s: &AppState) -> Ready {
     let m = s.raft.metrics().borrow_watched().clone();
     // A core that does not answer in time is not ready (and does not hang the caller).
@@ -141,13 +148,22 @@ pub async fn readiness(s: &AppState) -> Ready {
     let committed = answer.ok().flatten().map(|c| c.index);
     let applied = m.last_applied.map(|a| a.index);
     let has_leader = has_live_leader(s, &m);
-    let caught_up = applied >= committed;
     let member = !s.is_removed();
     // A leader that may not stamp commands takes no writes (see gavel_raft::clock).
     let clock = s.door.clock_view();
     let clock_ok = m.state != ServerState::Leader || clock.stamp().is_ok();
+    let others_ok = answered && has_leader && member && clock_ok;
+    let caught_up = if applied >= committed {
+        if others_ok {
+            s.caught_up_once.store(true, Ordering::Relaxed);
+        }
+        true
+    } else {
+        let behind = committed.unwrap_or(0).saturating_sub(applied.unwrap_or(0));
+        s.caught_up_once.load(Ordering::Relaxed) && behind <= READY_APPLY_LAG_MAX
+    };
     Ready {
-        ready: answered && has_leader && caught_up && member && clock_ok,
+        ready: others_ok && caught_up,
         member,
         leader: m.current_leader,
         quorum_ack_ms: quorum_ack_ms(&m),

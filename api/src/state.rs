@@ -3,7 +3,7 @@
 //! holds the worker registry), the cluster secret and the UDP sender.
 
 use openraft::async_runtime::watch::WatchReceiver as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +51,9 @@ pub struct Inner {
     pub removed_at: AtomicU64,
     /// This node's recent figures for the operator page (`crate::metrics`).
     pub history: crate::metrics::Recent,
+    /// Whether this process has once applied everything it knew committed (see
+    /// [`crate::cluster::readiness`]).
+    pub caught_up_once: AtomicBool,
 }
 
 /// Request counters for `/metrics`.
@@ -148,6 +151,7 @@ impl AppState {
             data_dir,
             removed_at: AtomicU64::new(removed_at),
             history: Default::default(),
+            caught_up_once: AtomicBool::new(false),
         }))
     }
 
