@@ -12,6 +12,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,7 +28,9 @@ const LIVE_WITHIN: Duration = Duration::from_secs(1);
 /// Deadline for page loads, logins and the close.
 const UI_DEADLINE: Duration = Duration::from_secs(30);
 
-/// `chromedriver`, stopped by PID when dropped.
+/// `chromedriver` in a process group of its own, which the Chromium processes it starts
+/// join; the whole group is stopped by its PID when dropped, so a failing test (which
+/// never closes its sessions) leaves no browser running.
 struct Driver {
     child: Child,
     port: u16,
@@ -35,6 +38,8 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -44,6 +49,7 @@ async fn start_driver() -> Driver {
     let port = free_port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
